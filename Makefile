@@ -1,0 +1,31 @@
+# Two commands: `make compare` and `make test`. Each builds .venv on first use.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# torch==2.13.0 is pinned first so pip takes the CPU wheel that lies on disk on
+# CPU-only machines instead of resolving a multi-GB CUDA build. Override with
+# `make TORCH_SPEC=torch ...` on a GPU box.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: install compare test smoke clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[test,parquet]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+compare: $(STAMP)
+	$(VENV)/bin/acqkit compare --out runs/compare
+
+smoke: $(STAMP)
+	$(VENV)/bin/acqkit compare --preset smoke --out runs/smoke
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,114 @@
+"""The component interfaces plugins implement.
+
+Subclassing is optional: acqkit only calls the methods and reads the
+attributes documented here, so any object with the same shape works.
+
+Tables (pandas DataFrames):
+
+ResponseTable, one row per sampled response (built by the scorer):
+    prompt_id (str), response_id (int, unique in the round), text (str),
+    n_tokens (int), logp_policy (float, summed over response tokens),
+    logp_ref (float), entropy (float, mean per-token policy entropy),
+    prompt_ids (list[int]), response_ids (list[int]).
+Pairs table (returned by ``Strategy.select``):
+    prompt_id, a, b (response_ids of the same prompt, a != b), score (float).
+Labels table (returned by ``Labeler.label``): the pairs columns plus
+    p (float in [0, 1], probability that a is preferred), source (str),
+    cost (int, paid oracle calls for this label; 0 for self-labels).
+Refiners may add ``alpha`` (label-smoothing weight) or rewrite ``p``.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+PAIR_COLUMNS = ["prompt_id", "a", "b", "score"]
+LABEL_COLUMNS = PAIR_COLUMNS + ["p", "source", "cost"]
+
+
+@dataclass(frozen=True)
+class SamplePlan:
+    """How many prompts and responses a strategy needs to spend ``budget`` labels."""
+
+    n_prompts: int
+    n_responses: int
+    temperature: float
+
+
+@dataclass(frozen=True)
+class Prompt:
+    id: str
+    messages: tuple  # chat messages: ({"role": "user", "content": ...}, ...)
+
+    @property
+    def text(self) -> str:
+        return self.messages[-1]["content"]
+
+
+class Strategy(ABC):
+    """Pick the pairs worth a label.
+
+    ``plan`` says what to sample; ``select`` returns at most ``budget`` pairs.
+    ``training`` is ``"continue"`` (keep training the last policy) or
+    ``"reinit"`` (restart from the initial policy on all labels so far).
+    """
+
+    training = "continue"
+
+    def plan(self, budget: int, n_responses: int, temperature: float) -> SamplePlan:
+        return SamplePlan(budget, n_responses, temperature)
+
+    @abstractmethod
+    def select(self, table: pd.DataFrame, budget: int, rng: np.random.Generator, beta: float) -> pd.DataFrame:
+        ...
+
+
+class Labeler(ABC):
+    """Return a preference for each pair. ``context`` is a :class:`LabelContext`."""
+
+    @abstractmethod
+    def label(self, pairs: pd.DataFrame, table: pd.DataFrame, context: "LabelContext") -> pd.DataFrame:
+        ...
+
+
+class Refiner:
+    """Correct or soften labels before training (identity by default)."""
+
+    def refine(self, labels: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+        return labels
+
+
+class Task(ABC):
+    """Prompts plus a gold oracle.
+
+    ``gold_reward(prompts, responses)`` returns one float per response;
+    preferences follow Bradley-Terry on these rewards with temperature ``tau``.
+    """
+
+    tau: float = 0.1
+
+    @abstractmethod
+    def train_prompts(self) -> list[Prompt]:
+        ...
+
+    @abstractmethod
+    def eval_prompts(self) -> list[Prompt]:
+        ...
+
+    @abstractmethod
+    def gold_reward(self, prompts: list[Prompt], responses: list[str]) -> np.ndarray:
+        ...
+
+
+@dataclass
+class LabelContext:
+    """What a labeler may need besides the pairs."""
+
+    task: Task
+    rng: np.random.Generator
+    round: int
+    extras: dict[str, Any]

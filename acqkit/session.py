@@ -1,0 +1,106 @@
+"""What every run of a comparison shares: models, task, eval set, first-round samples.
+
+A comparison opens one Session; each run resets the policy to the initial
+weights instead of reloading, and the first round's samples and scores (same
+seed, same initial policy, same plan) are computed once for all strategies.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from transformers.utils import logging as hf_logging
+
+from . import models
+from .evaluate import EvalSet, make_eval_set
+from .plugins import Registry
+from .sampler import encode_prompts
+
+
+def stage_seed(*parts) -> int:
+    """A 31-bit seed derived from (run seed, round, stage name, ...)."""
+    words = [p if isinstance(p, int) else sum(ord(c) * 31**i for i, c in enumerate(str(p))) % 2**31
+             for p in parts]
+    return int(np.random.SeedSequence(words).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+@dataclass
+class Session:
+    model_spec: str
+    tokenizer: object
+    policy: torch.nn.Module
+    reference: torch.nn.Module
+    initial_state: dict
+    task: object
+    evalset: EvalSet
+    train_prompts: list
+    prompt_ids: dict  # prompt id -> token ids (chat template applied)
+    cache: dict = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, cfg, registry: Registry) -> "Session":
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        torch.manual_seed(0)
+        task = registry.build("task", cfg.task)
+        tokenizer = models.load_tokenizer(cfg.model, cfg.trust_remote_code)
+        reference = models.load_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
+        for p in reference.parameters():
+            p.requires_grad_(False)
+        policy = models.load_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
+        initial = {k: v.detach().clone() for k, v in policy.state_dict().items()}  # reset without reloading
+        train = list(task.train_prompts())
+        held_out = list(task.eval_prompts())[: cfg.eval_prompts]
+        _check_prompts(train, "train"), _check_prompts(held_out, "eval")
+        ids = dict(zip([p.id for p in train], encode_prompts(tokenizer, train)))
+        eval_ids = encode_prompts(tokenizer, held_out)
+        evalset = make_eval_set(reference, tokenizer, task, held_out, eval_ids, cfg.max_new_tokens, cfg.gen_batch_size)
+        return cls(cfg.model, tokenizer, policy, reference, initial, task, evalset, train, ids)
+
+    def reset_policy(self, state: dict | None = None) -> None:
+        """Load ``state`` (default: the initial weights) into the policy."""
+        self.policy.load_state_dict(self.initial_state if state is None else state)
+        self.policy.eval()
+
+    def snapshot(self) -> dict:
+        return {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
+
+    def draw_prompts(self, seed: int, round: int, n: int) -> list:
+        """The first ``n`` of a seeded permutation of the train prompts (capped at the pool)."""
+        rng = np.random.default_rng(stage_seed(seed, round, "prompts"))
+        order = rng.permutation(len(self.train_prompts))[: min(n, len(self.train_prompts))]
+        return [self.train_prompts[i] for i in order]
+
+    def initial_metrics(self) -> dict:
+        """The initial policy *is* the reference: win rate 0.5 and KL 0 by definition."""
+        ev = self.evalset
+        return {"win_rate": 0.5, "gold_reward": float(ev.ref_rewards.mean()),
+                "length": float(ev.ref_lengths.mean()), "kl": 0.0}
+
+
+def _check_prompts(prompts, split: str) -> None:
+    if not prompts:
+        raise ValueError(f"the task has no {split} prompts")
+    seen = set()
+    for p in prompts:
+        if p.id in seen:
+            raise ValueError(f"duplicate prompt id {p.id!r} in the task's {split} prompts")
+        seen.add(p.id)
+
+
+def table_from(prompts, prompt_ids, responses, n, tokenizer, logp_policy, logp_ref, entropy) -> pd.DataFrame:
+    """Assemble the ResponseTable (columns documented in acqkit.components)."""
+    pids = [p.id for p in prompts for _ in range(n)]
+    return pd.DataFrame({
+        "prompt_id": pids,
+        "response_id": np.arange(len(responses), dtype=np.int64),
+        "text": tokenizer.batch_decode(responses, skip_special_tokens=True),
+        "n_tokens": [len(r) for r in responses],
+        "logp_policy": logp_policy,
+        "logp_ref": logp_ref,
+        "entropy": entropy,
+        "prompt_ids": [prompt_ids[pid] for pid in pids],
+        "response_ids": responses,
+    })

@@ -1,0 +1,53 @@
+"""Check plugin outputs at the boundary, with errors that name the plugin."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .components import LABEL_COLUMNS, PAIR_COLUMNS
+
+
+class PluginOutputError(ValueError):
+    """A plugin returned something acqkit cannot use."""
+
+
+def check_pairs(pairs: pd.DataFrame, table: pd.DataFrame, budget: int, name: str) -> pd.DataFrame:
+    who = f"strategy {name!r}"
+    if not isinstance(pairs, pd.DataFrame):
+        raise PluginOutputError(f"{who} returned {type(pairs).__name__}, expected a DataFrame")
+    missing = [c for c in PAIR_COLUMNS if c not in pairs.columns]
+    if missing:
+        raise PluginOutputError(f"{who} returned pairs without column(s) {missing}")
+    if len(pairs) > budget:
+        raise PluginOutputError(f"{who} returned {len(pairs)} pairs, over the round's budget of {budget}")
+    owner = table.set_index("response_id")["prompt_id"]
+    for col in ("a", "b"):
+        unknown = ~pairs[col].isin(owner.index)
+        if unknown.any():
+            raise PluginOutputError(f"{who}: unknown response id(s) in column {col!r}: "
+                                    f"{pairs.loc[unknown, col].tolist()[:5]}")
+    if (pairs["a"] == pairs["b"]).any():
+        raise PluginOutputError(f"{who} returned a pair of a response with itself")
+    pa, pb = owner.loc[pairs["a"]].to_numpy(), owner.loc[pairs["b"]].to_numpy()
+    if (pa != pb).any() or (pa != pairs["prompt_id"].to_numpy()).any():
+        raise PluginOutputError(f"{who} returned a pair whose responses belong to different prompts")
+    key = np.sort(pairs[["a", "b"]].to_numpy(), axis=1)
+    if len({tuple(k) for k in key.tolist()}) != len(key):
+        raise PluginOutputError(f"{who} selected the same pair twice")
+    return pairs.reset_index(drop=True)
+
+
+def check_labels(labels: pd.DataFrame, pairs: pd.DataFrame, name: str) -> pd.DataFrame:
+    who = f"labeler {name!r}"
+    if not isinstance(labels, pd.DataFrame):
+        raise PluginOutputError(f"{who} returned {type(labels).__name__}, expected a DataFrame")
+    missing = [c for c in LABEL_COLUMNS if c not in labels.columns]
+    if missing:
+        raise PluginOutputError(f"{who} returned labels without column(s) {missing}")
+    if len(labels) != len(pairs):
+        raise PluginOutputError(f"{who} returned {len(labels)} labels for {len(pairs)} pairs")
+    p = pd.to_numeric(labels["p"], errors="coerce").to_numpy(float)
+    bad = ~np.isfinite(p) | (p < 0) | (p > 1)
+    if bad.any():
+        raise PluginOutputError(f"{who} returned preference(s) outside [0, 1] or not finite: {p[bad][:5].tolist()}")
+    return labels.reset_index(drop=True)

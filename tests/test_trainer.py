@@ -1,0 +1,49 @@
+"""The DPO loss against hand computation, and that training lowers it."""
+import math
+
+import torch
+
+from acqkit.trainer import Example, TrainConfig, batch_loss, dpo_loss, lr_factor, train
+
+
+def test_loss_with_p_one_is_standard_dpo():
+    # h = (-10 - -12) - (-11 - -10) = 2 - (-1) = 3; beta = 0.1 -> -log sigmoid(0.3)
+    loss = dpo_loss(torch.tensor([-10.0]), torch.tensor([-11.0]), torch.tensor([-12.0]), torch.tensor([-10.0]),
+                    torch.tensor([1.0]), beta=0.1)
+    expected = -math.log(1 / (1 + math.exp(-0.3)))
+    assert abs(loss.item() - expected) < 1e-6
+
+
+def test_soft_target_mixes_both_directions():
+    h_beta = 0.1 * 3
+    p = 0.9
+    loss = dpo_loss(torch.tensor([-10.0]), torch.tensor([-11.0]), torch.tensor([-12.0]), torch.tensor([-10.0]),
+                    torch.tensor([p]), beta=0.1)
+    expected = -(p * math.log(1 / (1 + math.exp(-h_beta))) + (1 - p) * math.log(1 / (1 + math.exp(h_beta))))
+    assert abs(loss.item() - expected) < 1e-6
+
+
+def test_p_zero_equals_swapped_pair():
+    a, b, ra, rb = (torch.tensor([x]) for x in (-3.0, -5.0, -4.0, -4.5))
+    swapped = dpo_loss(b, a, rb, ra, torch.tensor([1.0]), 0.2)
+    assert torch.allclose(dpo_loss(a, b, ra, rb, torch.tensor([0.0]), 0.2), swapped)
+
+
+def test_learning_rate_schedule_warms_up_then_decays():
+    factors = [lr_factor(s, 10, 0.2) for s in range(10)]
+    assert factors[0] == 0.5 and factors[1] == 1.0
+    assert all(x >= y for x, y in zip(factors[1:], factors[2:]))
+
+
+def test_a_training_step_lowers_the_loss_on_its_batch(tiny):
+    model, tok = tiny
+    model = type(model)(model.config)
+    model.load_state_dict(tiny[0].state_dict())
+    batch = [Example([5, 6, 7], [20, 21, 22], [30, 31], -20.0, -15.0, 1.0),
+             Example([8, 9], [40, 41], [50, 51, 52, 53], -12.0, -25.0, 0.0)]
+    with torch.no_grad():
+        before = batch_loss(model, batch, 0.1, tok.pad_token_id).item()
+    train(model, batch, TrainConfig(lr=1e-2, batch_size=2, epochs=1, warmup=0.0), tok.pad_token_id)
+    with torch.no_grad():
+        after = batch_loss(model, batch, 0.1, tok.pad_token_id).item()
+    assert after < before - 1e-3
