@@ -5,6 +5,7 @@ from .components import (
     LabelContext,
     Labeler,
     Prompt,
+    RefineContext,
     Refiner,
     SamplePlan,
     Strategy,
@@ -13,7 +14,7 @@ from .components import (
 from .hookspecs import API_VERSION, hookimpl
 
 __all__ = [
-    "API_VERSION", "LABEL_COLUMNS", "PAIR_COLUMNS", "LabelContext", "Labeler", "Prompt", "Refiner",
+    "API_VERSION", "LABEL_COLUMNS", "PAIR_COLUMNS", "LabelContext", "Labeler", "Prompt", "RefineContext", "Refiner",
     "SamplePlan", "Strategy", "Task", "hookimpl",
 ]
 __version__ = "0.1.0"

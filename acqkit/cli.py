@@ -11,11 +11,11 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import progress as progress_mod
+from . import labels_cli, progress as progress_mod
 from .config import PRESETS, CompareConfig, RunConfig, preset
 from .hookspecs import API_VERSION
 from .plugins import KINDS, ComponentError, UnknownComponent, registry, split_specs
-from .report import rich_table, summarize
+from .report import load_results, read_config, rich_table, summarize, title as report_title
 
 console = Console(width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True)
@@ -29,13 +29,16 @@ OPTIONS = {
     "rounds": "online rounds",
     "budget": "labels over all online rounds",
     "schedule": "constant | increase | decrease | fractions like 1/6,2/6,3/6",
-    "seed_labels": "gold labels for the shared warm-start stage (0 = none)",
+    "seed_labels": "gold labels for the shared warm-start stage (0 = none; default 3.3% of the budget)",
     "n_responses": "responses sampled per prompt",
     "max_new_tokens": "maximum response length in tokens",
     "beta": "DPO beta",
     "lr": "learning rate",
     "epochs": "DPO epochs per round",
-    "batch_size": "pairs per optimizer step",
+    "batch_size": "pairs per micro-batch",
+    "grad_accum": "micro-batches per optimizer step",
+    "train_layers": "train only the last k transformer blocks (default: all)",
+    "mixed_precision": "no | bf16 (GPU only)",
     "eval_prompts": "held-out prompts for evaluation",
     "kl_samples": "samples per eval prompt for the KL estimate (0 = skip)",
 }
@@ -44,8 +47,7 @@ TYPES = {f.name: f.type for f in fields(RunConfig)}
 
 def config_options(func):
     for name, help_text in reversed(OPTIONS.items()):
-        typ = {"int": int, "float": float, "str": str}[TYPES[name] if isinstance(TYPES[name], str)
-                                                       else TYPES[name].__name__]
+        typ = {"int": int, "float": float, "str": str}[str(TYPES[name]).replace(" | None", "")]
         func = click.option("--" + name.replace("_", "-"), name, type=typ, default=None, help=help_text)(func)
     func = click.option("--preset", type=click.Choice(sorted(PRESETS)), default="default", show_default=True,
                         help="starting configuration; flags override it")(func)
@@ -121,13 +123,27 @@ def run(preset: str, quiet: bool, strategy: str, seed: int, out: Path, **overrid
               help="comma-separated strategy specs, e.g. 'random,margin(instance=smallest, corpus=smallest)'")
 @click.option("--seeds", default="3", show_default=True, help="a count (3 = seeds 0,1,2) or a list (0,5,9)")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/compare"), show_default=True)
+@click.option("--config", "config_file", type=click.Path(path_type=Path),
+              help="a TOML file with strategies, seeds and [base] fields (flags are ignored)")
+@click.option("--resume", "resume_dir", type=click.Path(path_type=Path),
+              help="continue an interrupted comparison in this directory, with its saved config")
+@click.option("--show-rounds", type=click.Choice(["final", "all"]), default="final", show_default=True,
+              help="rounds in the summary table")
+@click.option("--baseline", default="random", show_default=True, help="strategy the paired differences are to")
 @user_errors
-def compare(preset: str, quiet: bool, strategies: str, seeds: str, out: Path, **overrides):
+def compare(preset: str, quiet: bool, strategies: str, seeds: str, out: Path, config_file, resume_dir,
+            show_rounds: str, baseline: str, **overrides):
     """Compare strategies x seeds under the same task and annotation budget."""
     from .compare import compare as compare_grid
+    from .config import load_compare
 
-    base = _preset(preset, **overrides)
-    ccfg = CompareConfig(base=base, strategies=tuple(split_specs(strategies)), seeds=parse_seeds(seeds))
+    if resume_dir:
+        ccfg, out = load_compare(resume_dir / "config.toml"), resume_dir
+    elif config_file:
+        ccfg = load_compare(config_file)
+    else:
+        ccfg = CompareConfig(base=_preset(preset, **overrides), strategies=tuple(split_specs(strategies)),
+                             seeds=parse_seeds(seeds))
     n = len(ccfg.runs())
     t0 = time.perf_counter()
 
@@ -138,11 +154,31 @@ def compare(preset: str, quiet: bool, strategies: str, seeds: str, out: Path, **
                   f"({len(results.groupby(['strategy', 'seed']))}/{n}, {elapsed:.0f}s)")
 
     with progress_display(quiet):
-        results = compare_grid(ccfg, out, on_run_done=done)
-    title = (f"{base.task} on {base.model}: {base.rounds} round(s), budget {base.budget} "
-             f"+ {base.seed_labels} warm-start labels, {len(ccfg.seeds)} seeds")
-    console.print(rich_table(summarize(results), title))
+        compare_grid(ccfg, out, on_run_done=done, resume=bool(resume_dir))
+    show_report(out, show_rounds, baseline)
     console.print(f"[dim]wall time {time.perf_counter() - t0:.0f}s; per-round rows in {out / 'results.csv'}[/dim]")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--rounds", type=click.Choice(["final", "all"]), default="final", show_default=True,
+              help="rounds in the summary table")
+@click.option("--baseline", default="random", show_default=True, help="strategy the paired differences are to")
+@user_errors
+def report(run_dir: Path, rounds: str, baseline: str):
+    """Re-render the table and plots of a comparison from its results file alone (no models)."""
+    show_report(run_dir, rounds, baseline)
+
+
+def show_report(run_dir: Path, rounds: str, baseline: str) -> None:
+    """The one rendering path for `compare` and `report`, so both print the same table."""
+    from .plots import write_plots
+
+    results, path = load_results(run_dir)
+    title = report_title(results, read_config(path.parent), rounds)
+    console.print(rich_table(summarize(results, rounds, baseline), title, baseline))
+    pngs = write_plots(results, path.parent)
+    console.print(f"[dim]plots: {', '.join(str(p) for p in pngs)}[/dim]")
 
 
 @cli.command(name="plugins")
@@ -163,6 +199,9 @@ def plugins_cmd():
 
 def _preset(name: str, **overrides) -> RunConfig:
     return preset(name, **{k: v for k, v in overrides.items() if v is not None})
+
+
+cli.add_command(labels_cli.labels)
 
 
 def main():

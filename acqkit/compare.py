@@ -8,8 +8,8 @@ import pandas as pd
 
 from .config import CompareConfig, to_toml
 from .loop import RESULT_COLUMNS, run
-from .plugins import Registry, registry as default_registry
-from .rundir import write_csv
+from .plugins import Registry, parse_spec, registry as default_registry
+from .rundir import write_csv, write_parquet
 from .session import Session
 
 
@@ -18,22 +18,28 @@ def slug(text: str) -> str:
 
 
 def compare(ccfg: CompareConfig, out: str | Path, registry: Registry | None = None,
-            on_run_done=None) -> pd.DataFrame:
-    """Run the grid; writes ``out/results.csv`` after every finished run and returns it."""
+            on_run_done=None, resume: bool = False) -> pd.DataFrame:
+    """Run the grid; writes ``out/results.csv`` after every finished run and returns it.
+
+    ``resume=True`` keeps every finished (strategy, seed, round) and continues the rest.
+    """
     reg = registry or default_registry()
     for name in ccfg.strategies:  # fail on a bad name before any model is loaded
         reg.build("strategy", name)
-    reg.get("labeler", ccfg.base.labeler), reg.get("refiner", ccfg.base.refiner), reg.get("task", ccfg.base.task)
+    for kind, spec in (("labeler", ccfg.base.labeler), ("refiner", ccfg.base.refiner), ("task", ccfg.base.task)):
+        reg.get(kind, parse_spec(spec)[0])  # specs may carry options: pairrm(model=...)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.toml").write_text(to_toml(ccfg))
     t0 = time.perf_counter()
     session = Session.open(ccfg.base, reg)
+    session.workdir = out  # the shared warm start's labels go to the comparison's ledger
     frames = []
     for cfg in ccfg.runs():
-        frames.append(run(cfg, session, out / "runs" / slug(cfg.strategy) / f"seed-{cfg.seed}", reg))
+        frames.append(run(cfg, session, out / "runs" / slug(cfg.strategy) / f"seed-{cfg.seed}", reg, resume=resume))
         results = pd.concat(frames, ignore_index=True)[RESULT_COLUMNS]
         write_csv(results, out / "results.csv")
+        write_parquet(results, out / "results.parquet")
         if on_run_done:
             on_run_done(cfg, results, time.perf_counter() - t0)
     return results

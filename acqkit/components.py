@@ -52,12 +52,18 @@ class Prompt:
 class Strategy(ABC):
     """Pick the pairs worth a label.
 
-    ``plan`` says what to sample; ``select`` returns at most ``budget`` pairs.
-    ``training`` is ``"continue"`` (keep training the last policy) or
-    ``"reinit"`` (restart from the initial policy on all labels so far).
+    ``plan`` says what to sample; ``select`` returns at most ``budget`` pairs
+    (any number when the labeler is free). ``training`` is ``"continue"`` (keep
+    training the last policy) or ``"reinit"`` (restart from the round-0 policy on
+    all labels so far). A strategy that is a whole recipe (SELFEE) may name its
+    own ``labeler`` and ``refiner`` specs and ``train_reference``: ``"initial"``
+    (the frozen reference model) or ``"previous"`` (the policy as the round began).
     """
 
     training = "continue"
+    labeler: str | None = None
+    refiner: str | None = None
+    train_reference = "initial"
 
     def plan(self, budget: int, n_responses: int, temperature: float) -> SamplePlan:
         return SamplePlan(budget, n_responses, temperature)
@@ -76,10 +82,17 @@ class Labeler(ABC):
 
 
 class Refiner:
-    """Correct or soften labels before training (identity by default)."""
+    """Correct or soften labels: before training (``refine``) and/or during it (``in_training``)."""
+
+    #: set True when ``in_training`` needs the training reference model's logits
+    needs_reference_model = False
 
     def refine(self, labels: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
         return labels
+
+    def in_training(self, context: "RefineContext"):
+        """A function ``TrainBatch -> p`` applied at every training step, or None."""
+        return None
 
 
 class Task(ABC):
@@ -102,6 +115,15 @@ class Task(ABC):
     @abstractmethod
     def gold_reward(self, prompts: list[Prompt], responses: list[str]) -> np.ndarray:
         ...
+
+
+@dataclass
+class RefineContext:
+    """What an in-training refiner may use: the round, beta and the training reference."""
+
+    round: int
+    beta: float
+    reference: Any  # the frozen training reference model (None unless the refiner asked for it)
 
 
 @dataclass

@@ -10,35 +10,38 @@ never depend on what else ran in the process before it.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import budget as budgets
-from .components import LabelContext, SamplePlan
+from .components import LabelContext, RefineContext, SamplePlan
 from .config import RunConfig, to_toml
 from .evaluate import evaluate
+from .ledger import Ledger, RoundLedger, answered, ask_once, labeler_identity, ledger_path
 from .plugins import Registry, registry as default_registry
-from .rundir import append_jsonl, write_csv
+from .rundir import append_jsonl, keep_rounds, load_checkpoint, read_jsonl, save_checkpoint, write_csv
 from .sampler import GenConfig, generate
 from .scorer import score
 from .session import Session, stage_seed, table_from
 from .table import pairs_frame
 from .trainer import Example, TrainConfig, train
-from .validate import check_labels, check_pairs
+from .validate import check_pairs
 
 RESULT_COLUMNS = ["strategy", "seed", "round", "labels_round", "labels_spent", "pairs_trained",
-                  "win_rate", "gold_reward", "length", "kl", "train_loss", "seconds"]
+                  "win_rate", "gold_reward", "length", "kl", "label_agreement", "train_loss"]
 
 
-def sample_and_score(session: Session, cfg: RunConfig, plan: SamplePlan, round: int) -> pd.DataFrame:
-    prompts = session.draw_prompts(cfg.seed, round, plan.n_prompts)
+def sample_and_score(session: Session, cfg: RunConfig, plan: SamplePlan, round: int,
+                     seed: int | None = None) -> pd.DataFrame:
+    seed = cfg.seed if seed is None else seed
+    prompts = session.draw_prompts(seed, round, plan.n_prompts)
     prompt_ids = [session.prompt_ids[p.id] for p in prompts]
     gen = GenConfig(cfg.max_new_tokens, plan.temperature, cfg.top_k, cfg.gen_batch_size)
     responses = generate(session.policy, session.tokenizer, prompt_ids, plan.n_responses, gen,
-                         stage_seed(cfg.seed, round, "sample"))
+                         stage_seed(seed, round, "sample"))
     flat_prompts = [ids for ids in prompt_ids for _ in range(plan.n_responses)]
     pad = session.tokenizer.pad_token_id
     lp, ent = score(session.policy, flat_prompts, responses, pad, cfg.score_batch_size, label="scoring: policy")
@@ -47,12 +50,24 @@ def sample_and_score(session: Session, cfg: RunConfig, plan: SamplePlan, round: 
     return table_from(prompts, session.prompt_ids, responses, plan.n_responses, session.tokenizer, lp, lr, ent)
 
 
-def label_pairs(session: Session, cfg: RunConfig, labeler, name: str, pairs, table, round: int, run_dir):
-    """Ask the labeler, check its answer, and persist every label before it is used."""
+def label_pairs(session: Session, cfg: RunConfig, labeler, name: str, pairs, table, round: int, run_dir,
+                ledger_dir=None):
+    """Labels for ``pairs``, each persisted before it is used.
+
+    A paying labeler (``paid``, default True) goes through the label ledger: it
+    is asked only about pairs the ledger does not know, and hits cost 0.
+    Pairs it skips (``p`` missing) are dropped.
+    """
     ctx = LabelContext(task=session.task, rng=np.random.default_rng(stage_seed(cfg.seed, round, "label")),
                        round=round, extras={"prompts": session.train_prompts, "policy": session.policy,
                                             "reference": session.reference, "tokenizer": session.tokenizer})
-    labels = check_labels(labeler.label(pairs, table, ctx), pairs, name)
+    if getattr(labeler, "paid", True):
+        with Ledger(ledger_path(cfg.ledger, ledger_dir or run_dir)) as book:
+            view = RoundLedger(book, labeler_identity(labeler, name), table, session.train_prompts, round,
+                               owned=not cfg.ledger)
+            labels = ask_once(view, labeler, name, pairs, table, ctx)
+    else:
+        labels = answered(labeler.label(pairs, table, ctx), pairs, name)
     if run_dir:
         texts = table.set_index("response_id")["text"]
         append_jsonl(run_dir / "labels.jsonl", labels.assign(
@@ -60,19 +75,43 @@ def label_pairs(session: Session, cfg: RunConfig, labeler, name: str, pairs, tab
     return labels
 
 
-def examples_from(labels: pd.DataFrame, table: pd.DataFrame) -> list[Example]:
+def examples_from(labels: pd.DataFrame, table: pd.DataFrame, reference: str = "initial") -> list[Example]:
+    """Training pairs; reference log-probs come from the table (no reference forward pass).
+
+    ``reference="previous"`` trains against the policy that sampled the round
+    (SPA), whose log-probs the table already holds in ``logp_policy``.
+    """
     rows = table.set_index("response_id")
+    col = {"initial": "logp_ref", "previous": "logp_policy"}[reference]
     out = []
     for a, b, p in labels[["a", "b", "p"]].itertuples(index=False):
         ra, rb = rows.loc[a], rows.loc[b]
         out.append(Example(list(ra.prompt_ids), list(ra.response_ids), list(rb.response_ids),
-                           float(ra.logp_ref), float(rb.logp_ref), float(p)))
+                           float(ra[col]), float(rb[col]), float(p)))
     return out
+
+
+def gold_agreement(session: Session, labels: pd.DataFrame, table: pd.DataFrame) -> float:
+    """Share of labels whose direction matches the gold oracle's (evaluation only: never spent, never trained on)."""
+    decided = labels[labels["p"] != 0.5]
+    if decided.empty:
+        return float("nan")
+    texts = table.set_index("response_id")["text"]
+    prompts = {p.id: p for p in session.train_prompts}
+    plist = [prompts[pid] for pid in decided["prompt_id"]]
+    gold = np.asarray(session.task.gold_reward(plist * 2, list(texts.loc[decided["a"]]) +
+                                               list(texts.loc[decided["b"]])), float)
+    diff = gold[: len(decided)] - gold[len(decided):]
+    mask = diff != 0
+    if not mask.any():
+        return float("nan")
+    return float(((diff > 0) == (decided["p"].to_numpy() > 0.5))[mask].mean())
 
 
 def train_config(cfg: RunConfig, round: int, epochs: int | None = None) -> TrainConfig:
     return TrainConfig(beta=cfg.beta, lr=cfg.lr, epochs=epochs or cfg.epochs, batch_size=cfg.batch_size,
-                       grad_accum=cfg.grad_accum, seed=stage_seed(cfg.seed, round, "train"))
+                       grad_accum=cfg.grad_accum, seed=stage_seed(cfg.seed, round, "train"),
+                       train_layers=cfg.train_layers, mixed_precision=cfg.mixed_precision)
 
 
 def evaluate_policy(session: Session, cfg: RunConfig, round: int) -> dict:
@@ -82,23 +121,29 @@ def evaluate_policy(session: Session, cfg: RunConfig, round: int) -> dict:
 
 
 def warm_start(session: Session, cfg: RunConfig, reg: Registry, run_dir) -> dict:
-    """Round 0: DPO on ``seed_labels`` random pairs, shared by every strategy of a seed."""
+    """Round 0: DPO on ``seed_labels`` gold-labelled random pairs.
+
+    Shared by every strategy, and by every seed unless ``warm_start_seed`` is
+    None: it plays the fixed offline-DPO checkpoint the papers start from.
+    """
     if cfg.seed_labels == 0:
         return {"state": None, "labels": 0, "pairs": 0, "loss": float("nan"), "metrics": session.initial_metrics()}
-    key = ("warm-start", cfg.seed, cfg.seed_labels, cfg.seed_epochs, cfg.seed_labeler, cfg.lr, cfg.beta,
+    ws_seed = cfg.seed if cfg.warm_start_seed is None else cfg.warm_start_seed
+    ws_cfg = replace(cfg, seed=ws_seed)
+    key = ("warm-start", ws_seed, cfg.seed_labels, cfg.seed_epochs, cfg.seed_labeler, cfg.lr, cfg.beta,
            cfg.batch_size, cfg.grad_accum, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.kl_samples)
     if key not in session.cache:
         session.reset_policy()
-        table = sample_and_score(session, cfg, SamplePlan(cfg.seed_labels, 2, cfg.temperature), 0)
+        table = sample_and_score(session, ws_cfg, SamplePlan(cfg.seed_labels, 2, cfg.temperature), 0)
         first_two = table.groupby("prompt_id", sort=False)["response_id"].agg(list)
         pairs = pairs_frame(first_two.index, [r[0] for r in first_two], [r[1] for r in first_two], 0.0)
-        labels = label_pairs(session, cfg, reg.build("labeler", cfg.seed_labeler), cfg.seed_labeler,
-                             pairs, table, 0, None)
-        stats = train(session.policy, examples_from(labels, table), train_config(cfg, 0, cfg.seed_epochs),
+        labels = label_pairs(session, ws_cfg, reg.build("labeler", cfg.seed_labeler), cfg.seed_labeler,
+                             pairs, table, 0, None, ledger_dir=session.workdir)
+        stats = train(session.policy, examples_from(labels, table), train_config(ws_cfg, 0, cfg.seed_epochs),
                       session.tokenizer.pad_token_id)
         session.cache[key] = {"state": session.snapshot(), "labels": int(labels["cost"].sum()),
                               "pairs": len(labels), "loss": stats["loss"], "table": table, "label_rows": labels,
-                              "metrics": evaluate_policy(session, cfg, 0)}
+                              "metrics": evaluate_policy(session, ws_cfg, 0)}
     ws = session.cache[key]
     if run_dir and ws["pairs"]:
         texts = ws["table"].set_index("response_id")["text"]
@@ -112,54 +157,131 @@ def round_table(session: Session, cfg: RunConfig, plan: SamplePlan, round: int) 
     """Round 1 starts from the shared warm-start policy: its table is computed once per seed and plan."""
     if round != 1:
         return sample_and_score(session, cfg, plan, round)
-    key = ("round1", cfg.seed, cfg.seed_labels, plan, cfg.max_new_tokens, cfg.top_k)
+    key = ("round1", cfg.seed, cfg.warm_start_seed, cfg.seed_labels, plan, cfg.max_new_tokens, cfg.top_k)
     if key not in session.cache:
         session.cache[key] = sample_and_score(session, cfg, plan, round)
     return session.cache[key].copy()
 
 
+@dataclass
+class Run:
+    """One strategy and seed in flight: its components and what it has spent so far."""
+
+    cfg: RunConfig
+    reg: Registry
+    session: Session
+    run_dir: Path | None
+    strategy: object
+    labeler: object
+    labeler_spec: str
+    refiner: object
+    start_state: dict | None = None
+    spent: int = 0
+    history: list = field(default_factory=list)
+
+    @property
+    def paid(self) -> bool:
+        return getattr(self.labeler, "paid", True)
+
+    @property
+    def train_reference(self) -> str:
+        return getattr(self.strategy, "train_reference", "initial")
+
+
+def play_round(r: Run, rnd: int, budget: int) -> dict:
+    """sample -> score -> acquire -> label -> refine -> train -> evaluate; returns the results row."""
+    cfg, session = r.cfg, r.session
+    t0 = time.perf_counter()
+    plan = r.strategy.plan(budget, cfg.n_responses, cfg.temperature)
+    table = round_table(session, cfg, plan, rnd)
+    rng = np.random.default_rng(stage_seed(cfg.seed, rnd, "select"))
+    pairs = check_pairs(r.strategy.select(table, budget, rng, cfg.beta), table, budget if r.paid else None,
+                        cfg.strategy)
+    labels = label_pairs(session, cfg, r.labeler, r.labeler_spec, pairs, table, rnd, r.run_dir)
+    r.spent += int(labels["cost"].sum())
+    examples = examples_from(r.refiner.refine(labels, table), table, r.train_reference)
+    if r.run_dir:
+        append_jsonl(r.run_dir / "examples.jsonl", pd.DataFrame([{**asdict(e), "round": rnd} for e in examples]))
+    if getattr(r.strategy, "training", "continue") == "reinit":
+        session.reset_policy(r.start_state)  # APL: restart, train on everything acquired so far
+        r.history += examples
+        examples = list(r.history)
+    reference = None
+    if r.refiner.needs_reference_model:
+        reference = session.reference if r.train_reference == "initial" else session.frozen_copy()
+    targets = r.refiner.in_training(RefineContext(round=rnd, beta=cfg.beta, reference=reference))
+    stats = train(session.policy, examples, train_config(cfg, rnd), session.tokenizer.pad_token_id,
+                  targets=targets)
+    del reference
+    row = dict(strategy=cfg.strategy, seed=cfg.seed, round=rnd, labels_round=int(labels["cost"].sum()),
+               labels_spent=r.spent, pairs_trained=len(examples), train_loss=stats["loss"],
+               label_agreement=gold_agreement(session, labels, table), **evaluate_policy(session, cfg, rnd))
+    if r.run_dir:  # wall time lives apart from results.csv, which must be identical run to run
+        append_jsonl(r.run_dir / "timings.jsonl", pd.DataFrame([{"round": rnd, "seconds": time.perf_counter() - t0}]))
+    return row
+
+
+def finished_rounds(run_dir: Path, cfg: RunConfig) -> tuple[pd.DataFrame, int]:
+    """Rows a resumed run can keep, and the last round whose policy is on disk.
+
+    results.csv is written before the checkpoint, so the checkpoint's round is
+    the one to trust; later rows (if a kill fell between the two) are redone.
+    """
+    results = run_dir / "results.csv"
+    if not results.exists():
+        return pd.DataFrame(columns=RESULT_COLUMNS), 0
+    rows = pd.read_csv(results)
+    marker = run_dir / "checkpoint" / "ACQKIT_ROUND"
+    last = int(marker.read_text()) if cfg.checkpoint and marker.exists() else 0
+    if int(rows["round"].max()) == cfg.rounds and (last == cfg.rounds or not cfg.checkpoint):
+        last = cfg.rounds  # finished: nothing to redo, whatever the checkpoint setting
+    return rows[rows["round"] <= last], last
+
+
 def run(cfg: RunConfig, session: Session | None = None, out: str | Path | None = None,
-        registry: Registry | None = None) -> pd.DataFrame:
-    """Run one strategy for ``cfg.rounds`` rounds; one results row per round (round 0 = warm start)."""
+        registry: Registry | None = None, resume: bool = False) -> pd.DataFrame:
+    """Run one strategy for ``cfg.rounds`` rounds; one results row per round (round 0 = warm start).
+
+    With ``resume=True`` and a run directory, finished rounds are read back and
+    the run continues from the last checkpoint; every stage reseeds from
+    (seed, round, stage), so the result equals an uninterrupted run.
+    """
     reg = registry or default_registry()
     strategy = reg.build("strategy", cfg.strategy)
-    labeler = reg.build("labeler", cfg.labeler)
-    refiner = reg.build("refiner", cfg.refiner)
-    session = session or Session.open(cfg, reg)
+    labeler_spec = getattr(strategy, "labeler", None) or cfg.labeler  # a recipe may bring its own
     run_dir = Path(out) if out else None
+    kept, last = (finished_rounds(run_dir, cfg) if resume and run_dir else (None, 0))
+    if last == cfg.rounds and kept is not None and len(kept):
+        return kept[RESULT_COLUMNS].reset_index(drop=True)
+    if session is None:
+        session = Session.open(cfg, reg)
+        session.workdir = run_dir  # the warm start's labels go to this run's ledger
+    r = Run(cfg, reg, session, run_dir, strategy, reg.build("labeler", labeler_spec), labeler_spec,
+            reg.build("refiner", getattr(strategy, "refiner", None) or cfg.refiner))
     if run_dir:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.toml").write_text(to_toml(cfg))
-        (run_dir / "labels.jsonl").unlink(missing_ok=True)
-    per_round = budgets.per_round(cfg.budget, cfg.schedule, cfg.rounds)
-
-    ws = warm_start(session, cfg, reg, run_dir)
+        for log in ("labels.jsonl", "examples.jsonl", "timings.jsonl"):
+            keep_rounds(run_dir / log, last if last else -1)
+    ws = warm_start(session, cfg, reg, run_dir if not last else None)
+    r.start_state = ws["state"]
+    rows = [dict(strategy=cfg.strategy, seed=cfg.seed, round=0, labels_round=ws["labels"],
+                 labels_spent=ws["labels"], pairs_trained=ws["pairs"], label_agreement=float("nan"),
+                 train_loss=ws["loss"], **ws["metrics"])]
+    r.spent = ws["labels"]
     session.reset_policy(ws["state"])
-    start_state = ws["state"]
-    spent = ws["labels"]
-    rows = [dict(strategy=cfg.strategy, seed=cfg.seed, round=0, labels_round=spent, labels_spent=spent,
-                 pairs_trained=ws["pairs"], train_loss=ws["loss"], seconds=0.0, **ws["metrics"])]
-    history: list[Example] = []
-    for rnd in range(1, cfg.rounds + 1):
-        t0 = time.perf_counter()
-        budget = per_round[rnd - 1]
-        plan = strategy.plan(budget, cfg.n_responses, cfg.temperature)
-        table = round_table(session, cfg, plan, rnd)
-        rng = np.random.default_rng(stage_seed(cfg.seed, rnd, "select"))
-        pairs = check_pairs(strategy.select(table, budget, rng, cfg.beta), table, budget, cfg.strategy)
-        labels = label_pairs(session, cfg, labeler, cfg.labeler, pairs, table, rnd, run_dir)
-        spent += int(labels["cost"].sum())
-        examples = examples_from(refiner.refine(labels, table), table)
-        if getattr(strategy, "training", "continue") == "reinit":
-            session.reset_policy(start_state)  # APL: restart, train on everything acquired so far
-            history += examples
-            examples = list(history)
-        stats = train(session.policy, examples, train_config(cfg, rnd), session.tokenizer.pad_token_id)
-        row = dict(strategy=cfg.strategy, seed=cfg.seed, round=rnd, labels_round=int(labels["cost"].sum()),
-                   labels_spent=spent, pairs_trained=len(examples), train_loss=stats["loss"],
-                   seconds=time.perf_counter() - t0, **evaluate_policy(session, cfg, rnd))
+    if last:
+        rows = kept.to_dict(orient="records")
+        r.spent = int(rows[-1]["labels_spent"])
+        r.history = [Example(**{k: v for k, v in rec.items() if k != "round"}) for rec in read_jsonl(run_dir / "examples.jsonl")]
+        session.reset_policy(load_checkpoint(run_dir))
+    per_round = budgets.per_round(cfg.budget, cfg.schedule, cfg.rounds)
+    for rnd in range(last + 1, cfg.rounds + 1):
+        row = play_round(r, rnd, per_round[rnd - 1])
         rows.append(row)
-        reg.pm.hook.acqkit_round_end(run=asdict(cfg), round=rnd, metrics=row)
         if run_dir:
             write_csv(pd.DataFrame(rows)[RESULT_COLUMNS], run_dir / "results.csv")
+            if cfg.checkpoint:
+                save_checkpoint(session.policy, run_dir, rnd)
+        reg.pm.hook.acqkit_round_end(run=asdict(cfg), round=rnd, metrics=row)
     return pd.DataFrame(rows)[RESULT_COLUMNS]

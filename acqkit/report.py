@@ -1,27 +1,100 @@
-"""Turn per-(strategy, seed, round) results into a summary table for people."""
+"""Turn per-(strategy, seed, round) results into a summary table for people.
+
+Everything here works from the results file alone (no models), so `acqkit report` can re-render
+any finished or half-finished comparison and print exactly what `acqkit compare` printed.
+"""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 from rich.table import Table
 
-from .stats import mean_ci
+from .config import read_toml
+from .stats import mean_ci, paired_diff, verdict
 
 METRICS = [("win_rate", "gold win rate", "{:.3f}"), ("gold_reward", "gold reward", "{:.3f}"),
-           ("kl", "KL to ref", "{:.2f}"), ("length", "length", "{:.1f}"), ("labels_spent", "labels", "{:.0f}")]
+           ("kl", "KL to ref", "{:.2f}"), ("length", "length", "{:.1f}"), ("labels_spent", "labels", "{:.0f}"),
+           ("label_agreement", "label\nagreement", "{:.2f}")]
+KEYS = ["strategy", "seed", "round"]
+REQUIRED = KEYS + [col for col, _, _ in METRICS]
+RESULT_FILES = ("results.csv", "results.parquet")
 
 
-def summarize(results: pd.DataFrame, round: int | None = None) -> pd.DataFrame:
-    """Mean and 95% CI half-width over seeds, per strategy, at ``round`` (default: the last)."""
-    rnd = int(results["round"].max()) if round is None else round
+def load_results(path: str | Path) -> tuple[pd.DataFrame, Path]:
+    """Read ``results.csv`` (else ``results.parquet``) from a run directory, or the file given."""
+    path = Path(path)
+    candidates = [path / name for name in RESULT_FILES] if path.is_dir() else [path]
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is None:
+        raise FileNotFoundError(f"no results file: expected {' or '.join(str(p) for p in candidates)}")
+    if found.suffix == ".parquet":
+        frame = pd.read_parquet(found)
+    else:
+        frame = pd.read_csv(found)
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{found} lacks required column(s): {', '.join(missing)}")
+    if frame.empty:
+        raise ValueError(f"{found} has no rows yet: no run has finished a round")
+    return frame, found
+
+
+def read_config(run_dir: Path) -> dict:
+    """The run directory's ``config.toml`` (the compare grid's ``[base]`` table), or ``{}``."""
+    try:
+        data = read_toml(run_dir / "config.toml")
+    except (OSError, ValueError):
+        return {}
+    return data.get("base", data)
+
+
+def summarize(results: pd.DataFrame, rounds: str | int = "final", baseline: str | None = "random") -> pd.DataFrame:
+    """Mean and 95% CI half-width over seeds per strategy and round, plus the paired difference to ``baseline``.
+
+    ``rounds`` is ``"final"`` (the last round present), ``"all"`` or one round number. For each metric
+    ``m`` the frame holds ``m``, ``m_ci``, and ``m_diff``, ``m_diff_ci``, ``m_diff_n`` (pairs by seed).
+    """
+    dupes = results.duplicated(KEYS)
+    if dupes.any():
+        first = results.loc[dupes, KEYS].iloc[0].tolist()
+        raise ValueError(f"results have more than one row for (strategy, seed, round) = {tuple(first)}")
+    if rounds == "final":
+        results = results[results["round"] == results["round"].max()]
+    elif rounds != "all":
+        results = results[results["round"] == int(rounds)]
+    base = results[results["strategy"] == baseline].set_index(["round", "seed"])
+    order = list(dict.fromkeys(results["strategy"]))
+    order.sort(key=lambda s: s != baseline)  # the baseline first, others as they first appear
     rows = []
-    for strategy, group in results[results["round"] == rnd].groupby("strategy", sort=False):
-        row = {"strategy": strategy, "round": rnd, "seeds": group["seed"].nunique()}
-        for col, _, _ in METRICS:
-            row[col], row[col + "_ci"] = mean_ci(group[col].tolist())
-        rows.append(row)
+    for strategy in order:
+        mine = results[results["strategy"] == strategy]
+        for rnd, group in sorted(mine.groupby("round"), key=lambda kv: kv[0]):
+            group = group.set_index("seed").sort_index()
+            ref = base.loc[rnd] if strategy != baseline and rnd in base.index.get_level_values(0) else None
+            seeds = group.index.intersection(ref.index) if ref is not None else []
+            row = {"strategy": strategy, "round": int(rnd), "seeds": len(group)}
+            for col, _, _ in METRICS:
+                row[col], row[col + "_ci"] = mean_ci(group[col].tolist())
+                d = paired_diff(group.loc[seeds, col].tolist(), ref.loc[seeds, col].tolist()) \
+                    if ref is not None else (math.nan, math.nan, 0)
+                row[col + "_diff"], row[col + "_diff_ci"], row[col + "_diff_n"] = d
+            rows.append(row)
     return pd.DataFrame(rows)
+
+
+def title(results: pd.DataFrame, config: dict, rounds: str | int) -> str:
+    """What was compared and which rounds the table shows; task and budget come from config.toml if present."""
+    last = int(results["round"].max())
+    scope = {"final": f"final round ({last})", "all": f"rounds 0-{last}"}.get(rounds, f"round {rounds}")
+    head = ""
+    if {"task", "model"} <= config.keys():
+        head = f"{config['task']} on {config['model']}"
+        if "budget" in config:
+            head += f", budget {config['budget']} + {config.get('seed_labels', 0)} warm-start labels"
+        head += ": "
+    return f"{head}{scope}, {results['seed'].nunique()} seeds"
 
 
 def _cell(mean: float, ci: float, fmt: str) -> str:
@@ -30,13 +103,31 @@ def _cell(mean: float, ci: float, fmt: str) -> str:
     return fmt.format(mean) if math.isnan(ci) or ci == 0 else f"{fmt.format(mean)} ± {fmt.format(ci)}"
 
 
-def rich_table(summary: pd.DataFrame, title: str) -> Table:
-    table = Table(title=title, caption="mean ± 95% CI half-width over seeds")
-    table.add_column("strategy", style="bold")
-    table.add_column("seeds", justify="right")
+def diff_cell(mean: float, ci: float, n: int, fmt: str = "{:+.3f}") -> str:
+    """``+0.062 ± 0.270 (not significant)``, ``+0.100 ± 0.050``, or ``n/a``."""
+    said = verdict(mean, ci, n)
+    if said == "n/a":
+        return "n/a"
+    text = f"{fmt.format(mean)} ± {fmt.format(ci).lstrip('+')}"
+    return f"{text} (not significant)" if said == "not significant" else text
+
+
+def rich_table(summary: pd.DataFrame, title: str, baseline: str | None = "random") -> Table:
+    """One row per strategy (and round, when the summary holds several); the last column is Δ win rate."""
+    by_round = summary["round"].nunique() > 1
+    table = Table(title=title, caption=f"mean ± 95% CI half-width over seeds (t); Δ = paired by seed and round, "
+                                       f"minus {baseline or 'no baseline'}")
+    table.add_column("strategy", style="bold", overflow="fold")  # a long spec wraps, never loses its end
+    if by_round:
+        table.add_column("round", justify="right", no_wrap=True)
+    table.add_column("seeds", justify="right", no_wrap=True)
     for _, header, _ in METRICS:
-        table.add_column(header, justify="right")
+        table.add_column(header, justify="right", no_wrap=True)  # a number and its CI stay on one line
+    table.add_column(f"Δ win rate\nvs {baseline}", justify="right", no_wrap=True)
     for _, row in summary.iterrows():
-        table.add_row(str(row["strategy"]), str(row["seeds"]),
-                      *[_cell(row[c], row[c + "_ci"], fmt) for c, _, fmt in METRICS])
+        cells = [str(row["strategy"])] + ([str(row["round"])] if by_round else []) + [str(row["seeds"])]
+        cells += [_cell(row[c], row[c + "_ci"], fmt) for c, _, fmt in METRICS]
+        cells.append("baseline" if row["strategy"] == baseline else
+                     diff_cell(row["win_rate_diff"], row["win_rate_diff_ci"], int(row["win_rate_diff_n"])))
+        table.add_row(*cells)
     return table

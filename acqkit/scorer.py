@@ -13,15 +13,23 @@ from .batching import left_pad, length_buckets
 from .progress import track
 
 
-def response_logps(model, ids, mask, pos, resp, with_entropy: bool = False):
-    """Summed response log-prob per row, and optionally mean per-token entropy."""
+def response_logits(model, ids, mask, pos, resp):
+    """Float logits at the positions that predict each response token: ``[B, R, V]``."""
     width = resp.shape[1]
     out = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=width + 1)
-    logits = out.logits[:, -(width + 1) : -1].float()  # position t predicts token t+1
-    targets = ids[:, -width:]
+    return out.logits[:, -(width + 1) : -1].float()  # position t predicts token t+1
+
+
+def summed_logps(logits, ids, resp):
+    """Sum of log-softmax(logits) at the response tokens, masked."""
     logp = torch.log_softmax(logits, dim=-1)
-    token_logp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    summed = (token_logp * resp).sum(-1)
+    token_logp = logp.gather(-1, ids[:, -resp.shape[1]:].unsqueeze(-1)).squeeze(-1)
+    return (token_logp * resp).sum(-1), logp
+
+
+def response_logps(model, ids, mask, pos, resp, with_entropy: bool = False):
+    """Summed response log-prob per row, and optionally mean per-token entropy."""
+    summed, logp = summed_logps(response_logits(model, ids, mask, pos, resp), ids, resp)
     if not with_entropy:
         return summed, None
     ent = -(logp.exp() * logp).sum(-1)

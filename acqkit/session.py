@@ -7,6 +7,7 @@ seed, same initial policy, same plan) are computed once for all strategies.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -38,6 +39,7 @@ class Session:
     train_prompts: list
     prompt_ids: dict  # prompt id -> token ids (chat template applied)
     cache: dict = field(default_factory=dict)
+    workdir: Path | None = None  # where shared stages (the warm start) keep their label ledger
 
     @classmethod
     def open(cls, cfg, registry: Registry) -> "Session":
@@ -63,6 +65,15 @@ class Session:
         """Load ``state`` (default: the initial weights) into the policy."""
         self.policy.load_state_dict(self.initial_state if state is None else state)
         self.policy.eval()
+
+    def frozen_copy(self) -> torch.nn.Module:
+        """A frozen copy of the policy as it is now (SPA's previous-round reference)."""
+        import copy
+
+        model = copy.deepcopy(self.policy).eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        return model
 
     def snapshot(self) -> dict:
         return {k: v.detach().clone() for k, v in self.policy.state_dict().items()}

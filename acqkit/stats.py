@@ -23,3 +23,21 @@ def mean_ci(values) -> tuple[float, float]:
     if len(x) == 1:
         return float(x[0]), float("nan")
     return float(x.mean()), float(t_crit(len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+
+
+def paired_diff(values, baseline) -> tuple[float, float, int]:
+    """``(mean, CI half-width, n)`` of ``values[i] - baseline[i]`` over pairs where both are known.
+
+    Pairing by seed removes the variance the two strategies share (same warm start, same prompts),
+    so a real difference shows with fewer seeds than comparing two independent intervals would need.
+    """
+    d = [a - b for a, b in zip(values, baseline) if not (math.isnan(a) or math.isnan(b))]
+    mean, ci = mean_ci(d)
+    return mean, ci, len(d)
+
+
+def verdict(mean: float, ci: float, n: int) -> str:
+    """``"n/a"`` without 2 pairs, ``"not significant"`` when the 95% CI covers 0, else ``"significant"``."""
+    if n < 2 or math.isnan(mean) or math.isnan(ci):
+        return "n/a"
+    return "not significant" if mean - ci <= 0 <= mean + ci else "significant"

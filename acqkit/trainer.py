@@ -7,6 +7,7 @@ laptop and data-parallel under ``accelerate launch``.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 
 from .batching import left_pad
 from .progress import track
-from .scorer import response_logps
+from .scorer import response_logits, summed_logps
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     warmup: float = 0.1  # fraction of steps with linear warm-up, then cosine decay
     seed: int = 0
+    train_layers: int | None = None  # train only the last k transformer blocks (None: everything)
+    mixed_precision: str = "no"  # "bf16" autocasts on GPU; CPU runs stay float32
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,28 @@ def dpo_loss(pol_a, pol_b, ref_a, ref_b, p, beta: float):
     return -(p * F.logsigmoid(beta * h) + (1 - p) * F.logsigmoid(-beta * h))
 
 
+@dataclass
+class TrainBatch:
+    """One micro-batch as an in-training refiner sees it (tensors detached).
+
+    Rows ``[:B]`` are the ``a`` responses and ``[B:]`` the ``b`` responses.
+    ``targets(batch)`` returns the ``p`` to train on; SPA's confidence-based
+    smoothing and decoupled noise detection are such functions.
+    """
+
+    step: int
+    total_steps: int
+    beta: float
+    ids: torch.Tensor
+    mask: torch.Tensor
+    pos: torch.Tensor
+    resp: torch.Tensor
+    logits: torch.Tensor  # policy logits at response positions, [2B, R, V]
+    pol: torch.Tensor  # summed policy log-probs, [2B]
+    ref: torch.Tensor  # summed reference log-probs, [2B]
+    p: torch.Tensor  # labels, [B]
+
+
 def lr_factor(step: int, total: int, warmup: float) -> float:
     warm = max(1, int(round(warmup * total)))
     if step < warm:
@@ -60,48 +85,103 @@ def lr_factor(step: int, total: int, warmup: float) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def batch_loss(model, batch: list[Example], beta: float, pad_id: int):
+def batch_loss(model, batch: list[Example], beta: float, pad_id: int, targets=None, step: int = 0,
+               total_steps: int = 1):
     """Mean DPO loss of a batch: a and b in one concatenated forward pass."""
     device = next(model.parameters()).device
     prompts = [e.prompt for e in batch] * 2
     responses = [e.a for e in batch] + [e.b for e in batch]
     ids, mask, pos, resp = (t.to(device) for t in left_pad(prompts, responses, pad_id))
-    logps, _ = response_logps(model, ids, mask, pos, resp)
-    pol_a, pol_b = logps[: len(batch)], logps[len(batch):]
-    ref_a = torch.tensor([e.ref_a for e in batch], device=device, dtype=logps.dtype)
-    ref_b = torch.tensor([e.ref_b for e in batch], device=device, dtype=logps.dtype)
+    logits = response_logits(model, ids, mask, pos, resp)
+    logps, _ = summed_logps(logits, ids, resp)
+    n = len(batch)
+    ref = torch.tensor([e.ref_a for e in batch] + [e.ref_b for e in batch], device=device, dtype=logps.dtype)
     p = torch.tensor([e.p for e in batch], device=device, dtype=logps.dtype)
-    return dpo_loss(pol_a, pol_b, ref_a, ref_b, p, beta).mean()
+    if targets is not None:
+        p = targets(TrainBatch(step, total_steps, beta, ids, mask, pos, resp, logits.detach(),
+                               logps.detach(), ref, p)).to(logps.dtype)
+    return dpo_loss(logps[:n], logps[n:], ref[:n], ref[n:], p, beta).mean()
 
 
-def train(model, examples: list[Example], cfg: TrainConfig, pad_id: int, accelerator=None) -> dict:
-    """Train ``model`` in place on ``examples``; returns ``{"loss": mean loss, "steps": n}``."""
+def transformer_blocks(model) -> torch.nn.ModuleList:
+    """The model's stack of transformer blocks: its longest ``ModuleList``."""
+    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
+    if not lists:
+        raise ValueError(f"{type(model).__name__} has no ModuleList of transformer blocks to freeze")
+    return max(lists, key=len)
+
+
+def trainable_last(model, k: int | None) -> None:
+    """Freeze everything but the last ``k`` blocks (and modules after them, e.g. the final norm).
+
+    Embeddings and a tied LM head stay frozen: on large models the point is to
+    skip their gradients and optimizer state.
+    """
+    if k is None:
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return
+    blocks = transformer_blocks(model)
+    if not 1 <= k <= len(blocks):
+        raise ValueError(f"train_layers must be between 1 and {len(blocks)}, got {k}")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for block in list(blocks)[-k:]:
+        for p in block.parameters():
+            p.requires_grad_(True)
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    norm = getattr(decoder, "norm", None)
+    if norm is not None:
+        for p in norm.parameters():
+            p.requires_grad_(True)
+
+
+def shard_batches(examples: list[Example], cfg: TrainConfig, rank: int, world: int) -> list[list[Example]]:
+    """This process's micro-batches: one seeded shuffle per epoch, strided across processes.
+
+    The order is padded (wrapping around, as DistributedSampler does) so every
+    process runs the same number of steps and DDP never waits on a missing one.
+    """
+    rng = random.Random(cfg.seed)
+    batches = []
+    for _ in range(cfg.epochs):
+        order = list(range(len(examples)))
+        rng.shuffle(order)
+        order += order[: (-len(order)) % world]
+        shard = order[rank::world]
+        batches += [[examples[i] for i in shard[s : s + cfg.batch_size]] for s in range(0, len(shard), cfg.batch_size)]
+    return batches
+
+
+def train(model, examples: list[Example], cfg: TrainConfig, pad_id: int, accelerator=None, targets=None) -> dict:
+    """Train ``model`` in place on ``examples``; returns ``{"loss": mean loss, "steps": n}``.
+
+    ``targets``, if given, maps each :class:`TrainBatch` to the labels to train on.
+    """
     from accelerate import Accelerator
 
     if not examples:
         return {"loss": float("nan"), "steps": 0}
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available(),
-                                             gradient_accumulation_steps=cfg.grad_accum)
-    micro = cfg.batch_size
-    per_epoch = math.ceil(len(examples) / (micro * accelerator.num_processes))
-    total_steps = max(1, math.ceil(per_epoch * cfg.epochs / cfg.grad_accum))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+                                             mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no")
+    trainable_last(model, cfg.train_layers)
+    batches = shard_batches(examples, cfg, accelerator.process_index, accelerator.num_processes)
+    total_steps = max(1, math.ceil(len(batches) / cfg.grad_accum))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
+    # The schedule is stepped by hand once per optimizer step: accelerate's wrapped
+    # scheduler would step once per process, which changes the schedule with the world size.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, cfg.warmup))
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
-    order_rng = random.Random(cfg.seed)
     losses = []
-    batches = []
-    for _ in range(cfg.epochs):
-        order = list(range(len(examples)))
-        order_rng.shuffle(order)
-        shard = order[accelerator.process_index :: accelerator.num_processes]
-        batches += [[examples[i] for i in shard[s : s + micro]] for s in range(0, len(shard), micro)]
-    for batch in track(batches, "training", total=len(batches)):
-        with accelerator.accumulate(model):
-            loss = batch_loss(model, batch, cfg.beta, pad_id)
-            accelerator.backward(loss)
-            if accelerator.sync_gradients and cfg.max_grad_norm:
+    for step, batch in enumerate(track(batches, "training", total=len(batches))):
+        update = (step + 1) % cfg.grad_accum == 0 or step == len(batches) - 1
+        # Between optimizer steps, skip DDP's gradient all-reduce: it happens once, on the update.
+        with contextlib.nullcontext() if update else accelerator.no_sync(model):
+            loss = batch_loss(model, batch, cfg.beta, pad_id, targets, step, len(batches))
+            accelerator.backward(loss / cfg.grad_accum)
+        if update:
+            if cfg.max_grad_norm:
                 accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()

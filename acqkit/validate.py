@@ -11,14 +11,15 @@ class PluginOutputError(ValueError):
     """A plugin returned something acqkit cannot use."""
 
 
-def check_pairs(pairs: pd.DataFrame, table: pd.DataFrame, budget: int, name: str) -> pd.DataFrame:
+def check_pairs(pairs: pd.DataFrame, table: pd.DataFrame, budget: int | None, name: str) -> pd.DataFrame:
+    """``budget=None`` when the labeler is free (self-labels): no cap on the number of pairs."""
     who = f"strategy {name!r}"
     if not isinstance(pairs, pd.DataFrame):
         raise PluginOutputError(f"{who} returned {type(pairs).__name__}, expected a DataFrame")
     missing = [c for c in PAIR_COLUMNS if c not in pairs.columns]
     if missing:
         raise PluginOutputError(f"{who} returned pairs without column(s) {missing}")
-    if len(pairs) > budget:
+    if budget is not None and len(pairs) > budget:
         raise PluginOutputError(f"{who} returned {len(pairs)} pairs, over the round's budget of {budget}")
     owner = table.set_index("response_id")["prompt_id"]
     for col in ("a", "b"):

@@ -14,6 +14,8 @@ from acqkit.preference import bradley_terry, hard_labels
 
 
 class GoldLabeler(Labeler):
+    paid = True  # each label is an oracle call: kept in the label ledger, never asked twice
+
     def __init__(self, hard: bool = True):
         self.hard = bool(hard)
 

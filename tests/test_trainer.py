@@ -47,3 +47,14 @@ def test_a_training_step_lowers_the_loss_on_its_batch(tiny):
     with torch.no_grad():
         after = batch_loss(model, batch, 0.1, tok.pad_token_id).item()
     assert after < before - 1e-3
+
+
+def test_train_only_the_last_block(tiny):
+    model, tok = tiny
+    model = type(model)(model.config)
+    model.load_state_dict(tiny[0].state_dict())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    batch = [Example([5, 6, 7], [20, 21, 22], [30, 31], -20.0, -15.0, 1.0)]
+    train(model, batch, TrainConfig(lr=1e-2, batch_size=1, warmup=0.0, train_layers=1), tok.pad_token_id)
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith(("model.layers.1.", "model.norm.")) for k in changed), changed

@@ -1,0 +1,305 @@
+"""The label ledger: every paid label on disk the moment it arrives, and never bought twice.
+
+A ledger is one SQLite file in WAL mode with ``synchronous=FULL``: each label is
+its own committed transaction, so a crash (even SIGKILL or a power cut) loses
+at most the label being written. Labels are keyed by a sha256 of the labeler's
+identity (name + canonical config), the prompt text and the two response
+texts. The two texts are sorted before hashing, so ``(a, b)`` and ``(b, a)``
+share one key: the stored row keeps the order it was asked in and ``p`` is
+flipped when the pair comes back the other way round.
+
+``ask_once`` is how the loop uses it: look every pair up, ask the labeler only
+about the misses (each distinct pair once), store the answers, and return
+labels for all pairs with ``cost = 0`` on hits.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from .components import LABEL_COLUMNS
+from .plugins import parse_spec
+from .validate import check_labels
+
+APPLICATION_ID = 0x61716B6C  # "aqkl": marks a SQLite file as an acqkit ledger
+SCHEMA_VERSION = 1
+LEDGER_FILE = "ledger.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS labels (
+    key      TEXT PRIMARY KEY,  -- sha256(labeler, config, prompt, sorted response texts)
+    labeler  TEXT NOT NULL,
+    config   TEXT NOT NULL,     -- canonical JSON of the options that change a label
+    prompt   TEXT NOT NULL,     -- the prompt text that went into the key
+    messages TEXT NOT NULL,     -- the prompt as JSON chat messages
+    text_a   TEXT NOT NULL,
+    text_b   TEXT NOT NULL,
+    p        REAL NOT NULL CHECK (p >= 0 AND p <= 1),  -- probability that text_a is preferred
+    source   TEXT NOT NULL,
+    cost     INTEGER NOT NULL,
+    round    INTEGER,
+    created  REAL NOT NULL      -- unix time
+)
+"""
+_COLUMNS = ("key", "labeler", "config", "prompt", "messages", "text_a", "text_b", "p", "source", "cost",
+            "round", "created")
+_SELECT = ", ".join(_COLUMNS)
+
+
+class LedgerError(ValueError):
+    """A ledger file that cannot be opened or used; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Record:
+    key: str
+    labeler: str
+    config: str
+    prompt: str
+    messages: list
+    text_a: str
+    text_b: str
+    p: float
+    source: str
+    cost: int
+    round: int | None = None
+    created: float = 0.0
+
+    def p_for(self, text_a: str) -> float:
+        """``p`` for the pair asked with ``text_a`` first (flipped if stored the other way)."""
+        return self.p if text_a == self.text_a else 1.0 - self.p
+
+
+def canonical_config(options: dict) -> str:
+    return json.dumps(options, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def labeler_identity(labeler, spec: str) -> tuple[str, str]:
+    """``(name, canonical config)`` of a labeler, the first part of every ledger key.
+
+    A labeler may set ``ledger_identity = (name, options)`` to leave out options
+    that do not change its answers (a port, a batch size) or to share labels
+    between labelers that give the same answers (the human ones); otherwise the
+    name and options of its spec are used.
+    """
+    ident = getattr(labeler, "ledger_identity", None)
+    name, options = ident if ident is not None else parse_spec(spec)
+    return str(name), canonical_config(dict(options))
+
+
+def prompt_text(messages) -> str:
+    """The prompt as text: the content of a lone user message, else the messages as canonical JSON."""
+    messages = list(messages)
+    if len(messages) == 1 and messages[0].get("role") == "user":
+        return str(messages[0]["content"])
+    return json.dumps(messages, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def pair_key(labeler: str, config: str, prompt: str, text_a: str, text_b: str) -> str:
+    first, second = sorted((text_a, text_b))
+    payload = json.dumps([labeler, config, prompt, first, second], separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def ledger_path(configured: str, run_dir) -> Path | None:
+    """The configured ledger, else ``<run_dir>/ledger.sqlite``, else None (in memory)."""
+    if configured:
+        return Path(configured)
+    return Path(run_dir) / LEDGER_FILE if run_dir else None
+
+
+class Ledger:
+    """An append-only store of labels. ``path=None`` keeps it in memory (no durability)."""
+
+    def __init__(self, path: str | Path | None):
+        self.path = Path(path) if path is not None else None
+        self.name = str(self.path) if self.path else ":memory:"
+        self._lock = threading.Lock()  # the web labeler answers from server threads
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.name, timeout=30, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot open label ledger {self.name}: {exc}") from exc
+        try:
+            self._prepare()
+        except LedgerError:
+            self._db.close()
+            raise
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise LedgerError(f"label ledger {self.name} is corrupted or not an SQLite database ({exc}); "
+                              "move it aside (its labels cannot be read) or restore a copy") from exc
+
+    def _prepare(self) -> None:
+        db = self._db
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if app_id != APPLICATION_ID and (app_id != 0 or tables):
+            raise LedgerError(f"{self.name} is an SQLite database but not an acqkit label ledger")
+        if self.path:
+            db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        check = db.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise sqlite3.DatabaseError(f"integrity check failed: {check}")
+        if app_id == 0:  # a new file: create it in one transaction, so it is a ledger or empty
+            db.executescript(f"BEGIN; {_SCHEMA}; PRAGMA application_id = {APPLICATION_ID}; "
+                             f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            raise LedgerError(f"label ledger {self.name} has schema version {version}; this acqkit reads "
+                              f"version {SCHEMA_VERSION}")
+
+    def get(self, key: str) -> Record | None:
+        with self._lock:
+            row = self._query(f"SELECT {_SELECT} FROM labels WHERE key = ?", (key,)).fetchone()
+        return _record(row) if row else None
+
+    def put(self, rec: Record) -> bool:
+        """Store ``rec`` durably unless its key is known (the first label wins). True if stored."""
+        if not 0.0 <= rec.p <= 1.0 or not np.isfinite(rec.p):
+            raise ValueError(f"a label's p must be in [0, 1], got {rec.p!r}")
+        values = (rec.key, rec.labeler, rec.config, rec.prompt, json.dumps(list(rec.messages), ensure_ascii=False),
+                  rec.text_a, rec.text_b, float(rec.p), rec.source, int(rec.cost),
+                  None if rec.round is None else int(rec.round), rec.created or time.time())
+        with self._lock:
+            cur = self._query(f"INSERT OR IGNORE INTO labels ({', '.join(_COLUMNS)}) "
+                              f"VALUES ({', '.join('?' * len(_COLUMNS))})", values)
+        return cur.rowcount == 1
+
+    def records(self) -> Iterator[Record]:
+        with self._lock:
+            rows = self._query(f"SELECT {_SELECT} FROM labels ORDER BY created, rowid").fetchall()
+        return (_record(r) for r in rows)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._query("SELECT COUNT(*) FROM labels").fetchone()[0]
+
+    def _query(self, sql: str, params=()):
+        try:
+            return self._db.execute(sql, params)  # autocommit: each INSERT is its own durable transaction
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"label ledger {self.name}: {exc}") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _record(row) -> Record:
+    values = dict(zip(_COLUMNS, row))
+    values["messages"] = json.loads(values["messages"])
+    return Record(**values)
+
+
+class RoundLedger:
+    """The ledger as a labeler sees it during one round: pairs addressed by response ids.
+
+    A labeler finds it in ``context.extras["ledger"]`` and may call ``put`` as
+    each answer arrives (the human labelers do), so a crash mid-round keeps
+    every answer given so far; labels it only returns are stored by the loop.
+    """
+
+    def __init__(self, ledger: Ledger, identity: tuple[str, str], table: pd.DataFrame, prompts, round: int,
+                 owned: bool = True):
+        self.ledger = ledger
+        # A run's own ledger: a label stored for this very round was paid by this run (before a
+        # crash), so it still counts as spent; labels from other rounds or imports cost nothing.
+        self.owned = owned
+        self.labeler, self.config = identity
+        rows = table.set_index("response_id")
+        self._text = rows["text"]
+        self._prompt_of = rows["prompt_id"]
+        self._prompts = {p.id: p for p in prompts}
+        self.round = round
+
+    def text(self, response_id: int) -> str:
+        return str(self._text.loc[response_id])
+
+    def key(self, a: int, b: int) -> str:
+        prompt = prompt_text(self._messages(a))
+        return pair_key(self.labeler, self.config, prompt, self.text(a), self.text(b))
+
+    def lookup(self, a: int, b: int) -> Record | None:
+        return self.ledger.get(self.key(a, b))
+
+    def p(self, a: int, b: int) -> float | None:
+        """The stored preference for ``a`` over ``b``, or None if the pair is unknown."""
+        rec = self.lookup(a, b)
+        return None if rec is None else rec.p_for(self.text(a))
+
+    def put(self, a: int, b: int, p: float, source: str, cost: int = 1) -> bool:
+        """Store the label for ``a`` over ``b`` now (durable on return); False if already known."""
+        messages = list(self._messages(a))
+        return self.ledger.put(Record(
+            key=self.key(a, b), labeler=self.labeler, config=self.config, prompt=prompt_text(messages),
+            messages=messages, text_a=self.text(a), text_b=self.text(b), p=float(p),
+            source=str(source), cost=int(cost), round=self.round))
+
+    def _messages(self, response_id: int):
+        return self._prompts[self._prompt_of.loc[response_id]].messages
+
+
+def answered(labels, pairs: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Check a labeler's answer and drop skipped pairs (``p`` missing: NaN or None)."""
+    if isinstance(labels, pd.DataFrame) and "p" in labels.columns and len(labels) == len(pairs):
+        keep = labels["p"].notna().to_numpy()
+        return check_labels(labels[keep], pairs[keep], name)
+    return check_labels(labels, pairs, name)
+
+
+def ask_once(book: RoundLedger, labeler, name: str, pairs: pd.DataFrame, table: pd.DataFrame,
+             context) -> pd.DataFrame:
+    """Labels for ``pairs``: ledger hits cost 0; misses are asked once each and stored.
+
+    Pairs the labeler skips are left out of the result (not trained on, not
+    charged, not stored), so a later round may ask about them again.
+    """
+    keys = [book.key(a, b) for a, b in pairs[["a", "b"]].itertuples(index=False)]
+    ask, seen = [], set()
+    for i, key in enumerate(keys):
+        if key not in seen and book.ledger.get(key) is None:
+            ask.append(i)
+        seen.add(key)
+    asked = pairs.iloc[ask].reset_index(drop=True)
+    fresh = {}
+    if len(asked):
+        context.extras["ledger"] = book
+        labels = answered(labeler.label(asked, table, context), asked, name)
+        for row in labels.itertuples(index=False):
+            book.put(row.a, row.b, row.p, row.source, row.cost)
+            fresh[(row.a, row.b)] = row
+    out, charged = [], set()
+    for i, (a, b) in enumerate(pairs[["a", "b"]].itertuples(index=False)):
+        rec = book.ledger.get(keys[i])
+        if rec is None:
+            continue  # skipped by the labeler
+        new = fresh.pop((a, b), None)
+        if new is not None:
+            cost = int(new.cost)
+        elif book.owned and rec.round == book.round and rec.source != "import" and keys[i] not in charged:
+            cost = int(rec.cost)  # paid for this round before a crash: it is this run's spend
+        else:
+            cost = 0
+        charged.add(keys[i])
+        row = pairs.iloc[i].to_dict()
+        row.update(p=rec.p_for(book.text(a)), source=new.source if new else rec.source, cost=cost)
+        out.append(row)
+    extra = [c for c in pairs.columns if c not in LABEL_COLUMNS]
+    return pd.DataFrame(out, columns=LABEL_COLUMNS + extra).astype({"a": "int64", "b": "int64"})

@@ -1,0 +1,252 @@
+"""acqkit's DPO trainer vs TRL's DPOTrainer: pairs/s on identical tokens, and loss agreement.
+
+Both trainers get the same model, the same pairs (sentiment prompts with
+review-like responses of 8..64 tokens; the token ids are the ones TRL's own
+tokenization produced, reused verbatim for acqkit's ``Example``s), the same
+batch size, beta, learning rate (peak; 10% warm-up then cosine for both), sigmoid
+loss, no label smoothing, grad-norm clipping at 1.0, float32 on CPU, one epoch.
+Both precompute the reference log-probs: TRL with ``precompute_ref_log_probs=True``,
+acqkit with ``acqkit.scorer.score`` on the reference model; that pass is timed and
+reported separately, so pairs/s is shown with and without it (TRL's tokenization
+and Trainer set-up are shown but count for neither).
+
+TRL's ``gradient_checkpointing`` defaults to True; it is turned off here (acqkit
+does not checkpoint), so both do the same arithmetic. ``--gradient-checkpointing``
+restores TRL's default.
+
+Loss agreement: the policy is a copy of the model with small Gaussian noise added
+(``--noise``, relative to each tensor's mean magnitude) so the first loss is not
+trivially ln 2; the unperturbed model is the reference. Each trainer's loss on the
+first ``--batch-size`` pairs (dataset order), before any update, must agree to 1e-4.
+
+Timing: a warm-up (TRL tokenization + both reference passes + the loss check) is
+not timed. Then ``--repeats`` rounds, each training a fresh copy of the perturbed
+weights once with each trainer, alternating which goes first.
+Run on demand: ``python benchmarks/dpo_vs_trl.py --model tiny`` (needs the ``bench`` extra).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import math
+import os
+import statistics
+import tempfile
+import time
+import warnings
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # TRL's reference-precompute progress bar
+
+import torch  # noqa: E402
+
+from acqkit.models import load_model, load_tokenizer  # noqa: E402
+from acqkit.scorer import score  # noqa: E402
+from acqkit.trainer import Example, TrainConfig, batch_loss, shard_batches, train  # noqa: E402
+from scoring import length_mix, machine, padding_fraction  # noqa: E402  (benchmarks/scoring.py)
+
+TOL = 1e-4
+
+
+def perturbed(model, noise: float, seed: int):
+    """A copy of ``model`` with Gaussian noise of ``noise`` x each tensor's mean |value| added."""
+    out = copy.deepcopy(model)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in out.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * noise * p.abs().mean())
+    for p in out.parameters():
+        p.requires_grad_(True)  # the reference it was copied from is frozen
+    return out
+
+
+def preference_rows(tokenizer, n: int, seed: int) -> list[dict]:
+    """``n`` conversational preference rows (TRL's format): one prompt, two responses."""
+    mix = length_mix(tokenizer, 2 * n, seed)
+    return [{"prompt": list(mix[2 * i][0]),
+             "chosen": [{"role": "assistant", "content": mix[2 * i][3]}],
+             "rejected": [{"role": "assistant", "content": mix[2 * i + 1][3]}]} for i in range(n)]
+
+
+def trl_trainer(policy, reference, tokenizer, rows, args, out_dir):
+    """A TRL DPOTrainer; its constructor tokenizes and precomputes the reference log-probs."""
+    from datasets import Dataset
+    from transformers.trainer_callback import PrinterCallback
+    from trl import DPOConfig, DPOTrainer
+
+    class Timed(DPOTrainer):
+        precompute_seconds = 0.0
+
+        def _precompute_ref_logps(self, *a, **k):
+            start = time.perf_counter()
+            try:
+                return super()._precompute_ref_logps(*a, **k)
+            finally:
+                self.precompute_seconds += time.perf_counter() - start
+
+    config = DPOConfig(
+        output_dir=out_dir, per_device_train_batch_size=args.batch_size, num_train_epochs=1,
+        learning_rate=args.lr, lr_scheduler_type="cosine", warmup_steps=0.1, weight_decay=0.0,
+        max_grad_norm=1.0, beta=args.beta, loss_type=["sigmoid"], label_smoothing=0.0,
+        precompute_ref_log_probs=True, precompute_ref_batch_size=args.ref_batch_size, max_length=None,
+        gradient_checkpointing=args.gradient_checkpointing, bf16=False, fp16=False, use_cpu=True,
+        report_to="none", save_strategy="no", logging_strategy="no", disable_tqdm=True,
+        dataloader_pin_memory=False, seed=args.seed,
+    )
+    trainer = Timed(model=policy, ref_model=reference, args=config, train_dataset=Dataset.from_list(rows),
+                    processing_class=tokenizer)
+    trainer.remove_callback(PrinterCallback)  # the end-of-training metrics dict
+    return trainer
+
+
+def trl_first_loss(trainer, n: int) -> float:
+    keys = ("prompt_ids", "chosen_ids", "rejected_ids", "ref_chosen_logps", "ref_rejected_logps")
+    rows = [{k: trainer.train_dataset[i][k] for k in keys} for i in range(n)]
+    with torch.no_grad():
+        return trainer.compute_loss(trainer.model, trainer.data_collator(rows)).item()
+
+
+def acqkit_examples(reference, tokens: list[dict], pad_id: int, batch_size: int) -> list[Example]:
+    """Examples on TRL's token ids, reference log-probs from ``acqkit.scorer.score``."""
+    prompts = [t["prompt_ids"] for t in tokens]
+    ref, _ = score(reference, prompts * 2, [t["chosen_ids"] for t in tokens] + [t["rejected_ids"] for t in tokens],
+                   pad_id, batch_size, with_entropy=False)
+    n = len(tokens)
+    return [Example(t["prompt_ids"], t["chosen_ids"], t["rejected_ids"], float(ref[i]), float(ref[n + i]), 1.0)
+            for i, t in enumerate(tokens)]
+
+
+def train_config(args) -> TrainConfig:
+    return TrainConfig(beta=args.beta, lr=args.lr, epochs=1, batch_size=args.batch_size, grad_accum=1,
+                       max_grad_norm=1.0, warmup=0.1, seed=args.seed)
+
+
+def training_padding(examples: list[Example], cfg: TrainConfig) -> tuple[float, float]:
+    """Padding in acqkit's training batches: (input positions, computed response-logit positions)."""
+    prompts, responses, batches = [], [], []
+    for batch in shard_batches(examples, cfg, 0, 1):
+        start = len(prompts)
+        for e in batch:
+            prompts += [e.prompt, e.prompt]
+            responses += [e.a, e.b]
+        batches.append(list(range(start, len(prompts))))
+    return padding_fraction(prompts, responses, batches)
+
+
+def run_trl(policy, reference, tokenizer, rows, args) -> dict:
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        trainer = trl_trainer(policy, reference, tokenizer, rows, args, out)
+        built = time.perf_counter()
+        stats = trainer.train()
+        done = time.perf_counter()
+    return {"train": done - built, "ref": trainer.precompute_seconds,
+            "setup": built - start - trainer.precompute_seconds, "loss": stats.training_loss}
+
+
+def run_acqkit(policy, reference, tokens, pad_id, args) -> dict:
+    start = time.perf_counter()
+    examples = acqkit_examples(reference, tokens, pad_id, 2 * args.ref_batch_size)
+    scored = time.perf_counter()
+    stats = train(policy, examples, train_config(args), pad_id)
+    done = time.perf_counter()
+    return {"train": done - scored, "ref": scored - start, "setup": 0.0, "loss": stats["loss"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tiny", help="tiny, smollm2, or a model path")
+    parser.add_argument("--pairs", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=8, help="pairs per optimizer step")
+    parser.add_argument("--ref-batch-size", type=int, default=16,
+                        help="pairs per reference forward (TRL precompute_ref_batch_size; acqkit scores 2x sequences)")
+    parser.add_argument("--beta", type=float, default=0.1)
+    parser.add_argument("--lr", type=float, default=3e-5)
+    parser.add_argument("--noise", type=float, default=0.1, help="policy perturbation, relative to mean |weight|")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="TRL's default; off for equal work")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from datasets.utils.logging import disable_progress_bar
+    from transformers.utils import logging as hf_logging
+
+    disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)  # transformers' gradient_checkpointing rename
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    print(machine("start"))
+
+    tok = load_tokenizer(args.model)
+    reference = load_model(args.model)
+    for p in reference.parameters():
+        p.requires_grad_(False)
+    start_policy = perturbed(reference, args.noise, args.seed)
+    rows = preference_rows(tok, args.pairs, args.seed)
+    pad = tok.pad_token_id
+
+    # Warm-up and loss check (not timed): TRL tokenizes; both compute reference log-probs.
+    trainer = trl_trainer(copy.deepcopy(start_policy), copy.deepcopy(reference), tok, rows, args,
+                          tempfile.mkdtemp())
+    keys = ("prompt_ids", "chosen_ids", "rejected_ids")
+    tokens = [{k: r[k] for k in keys} for r in trainer.train_dataset]
+    trl_ref = torch.tensor([trainer.train_dataset["ref_chosen_logps"], trainer.train_dataset["ref_rejected_logps"]])
+    trl_loss = trl_first_loss(trainer, args.batch_size)
+    del trainer
+    examples = acqkit_examples(reference, tokens, pad, 2 * args.ref_batch_size)
+    ours_ref = torch.tensor([[e.ref_a for e in examples], [e.ref_b for e in examples]])
+    with torch.no_grad():
+        ours_loss = batch_loss(copy.deepcopy(start_policy), examples[: args.batch_size], args.beta, pad).item()
+
+    n_tok = sum(len(t["prompt_ids"]) * 2 + len(t["chosen_ids"]) + len(t["rejected_ids"]) for t in tokens)
+    print(f"model={args.model}  {args.pairs} pairs ({n_tok / args.pairs:.0f} tokens/pair), batch {args.batch_size}, "
+          f"beta {args.beta}, lr {args.lr}, sigmoid loss, ref precompute batch {args.ref_batch_size} pairs, "
+          f"TRL gradient checkpointing {'on' if args.gradient_checkpointing else 'off'}")
+    seq_pad, logit_pad = training_padding(examples, train_config(args))
+    print(f"acqkit's training batches: {seq_pad:.1%} of input positions are padding, {logit_pad:.1%} of the "
+          "response-logit positions it computes are padding or prompt (TRL's random batches pad alike, but its "
+          "fused LM head projects completion tokens only)")
+    diff = abs(trl_loss - ours_loss)
+    print(f"\nfirst-batch loss (perturbed policy, noise {args.noise}; ln 2 = {math.log(2):.6f})")
+    print(f"  TRL    {trl_loss:.8f}\n  acqkit {ours_loss:.8f}\n  |diff| {diff:.2e}  "
+          f"{'PASS' if diff <= TOL else 'FAIL'} (tolerance {TOL:g})")
+    print(f"  reference log-probs, max |TRL - acqkit| over {2 * args.pairs} responses: "
+          f"{(trl_ref - ours_ref).abs().max().item():.2e} nats")
+
+    runs = {"TRL": [], "acqkit": []}
+    for rep in range(args.repeats):
+        order = ["TRL", "acqkit"] if rep % 2 == 0 else ["acqkit", "TRL"]
+        for name in order:
+            policy = copy.deepcopy(start_policy)
+            if name == "TRL":
+                runs[name].append(run_trl(policy, copy.deepcopy(reference), tok, rows, args))
+            else:
+                runs[name].append(run_acqkit(policy, reference, tokens, pad, args))
+            del policy
+            gc.collect()
+            r = runs[name][-1]
+            print(f"  repeat {rep + 1} {name:6s}: train {r['train']:7.2f} s  ref {r['ref']:6.2f} s  "
+                  f"setup {r['setup']:5.2f} s  mean loss {r['loss']:.5f}")
+
+    def med(name, key):
+        return statistics.median(r[key] for r in runs[name])
+
+    print(f"\nmedian of {args.repeats} repeats ({args.pairs} pairs, one epoch)")
+    print(f"{'trainer':8s} {'train s':>8s} {'ref s':>7s} {'setup s':>8s} {'pairs/s':>8s} {'pairs/s incl. ref':>18s}")
+    rate = {}
+    for name in runs:
+        t, ref, setup = med(name, "train"), med(name, "ref"), med(name, "setup")
+        rate[name] = (args.pairs / t, args.pairs / (t + ref))
+        print(f"{name:8s} {t:8.2f} {ref:7.2f} {setup:8.2f} {rate[name][0]:8.2f} {rate[name][1]:18.2f}")
+    train_ratio = rate["acqkit"][0] / rate["TRL"][0]
+    full_ratio = rate["acqkit"][1] / rate["TRL"][1]
+    met = train_ratio >= 1.5 and diff <= TOL
+    print(f"\nacqkit / TRL pairs/s: {train_ratio:.2f}x training only, {full_ratio:.2f}x including the reference pass "
+          f"(target >= 1.5x at equal loss: {'MET' if met else 'MISSED'})")
+    print(machine("end"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""SELFEE / SPA (arXiv 2406.04412): self-labeling with noise-aware refinement.
+
+The ``self`` labeler judges pairs by the policy's own implicit reward against
+the frozen initial model; ``confidence-smoothing`` label-smooths the pairs the
+model is least confident about while it trains; ``decoupled`` measures that
+confidence on extrapolated logits ``(1 + lambda) h_theta - lambda h_ref``.
+The ``selfee`` strategy bundles them: K = 2 samples at temperature 0.7, every
+prompt self-labelled (0 paid labels), trained against the previous policy.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from acqkit import Labeler, Refiner, SamplePlan, Strategy, hookimpl
+from acqkit.scorer import response_logits, summed_logps
+from acqkit.table import grouped, pairs_frame
+
+
+class SelfLabeler(Labeler):
+    """Chosen = higher ``logp_policy - logp_ref`` (ties to ``a``); ``soft`` gives sigmoid(beta * diff).
+
+    ``logp_ref`` in the ResponseTable is the frozen initial model, the judgment
+    reference the paper's ablation prefers over the previous iterate.
+    """
+
+    paid = False
+
+    def __init__(self, soft: bool = False, beta: float = 0.1):
+        self.soft, self.beta = bool(soft), float(beta)
+
+    def label(self, pairs: pd.DataFrame, table: pd.DataFrame, context) -> pd.DataFrame:
+        rows = table.set_index("response_id")
+        r = rows["logp_policy"] - rows["logp_ref"]
+        diff = r.loc[pairs["a"]].to_numpy(float) - r.loc[pairs["b"]].to_numpy(float)
+        p = 1 / (1 + np.exp(-self.beta * diff)) if self.soft else (diff >= 0).astype(float)
+        return pairs.assign(p=p, source="self", cost=0)
+
+
+@dataclass
+class Selfee(Strategy):
+    """K responses per prompt; the pair is the highest- vs lowest-reward response (K = 2: the two)."""
+
+    pairs: int | None = None  # self-labelled pairs per round; default: the round's label budget
+    k: int = 2
+    temperature: float = 0.7
+    labeler: str = "self"
+    refiner: str = "decoupled"
+    train_reference: str = "previous"
+    training: str = "continue"
+
+    def __post_init__(self):
+        if self.k < 2:
+            raise ValueError(f"k must be >= 2, got {self.k}")
+        if self.train_reference not in ("initial", "previous"):
+            raise ValueError(f"train_reference must be initial or previous, got {self.train_reference!r}")
+
+    def plan(self, budget: int, n_responses: int, temperature: float) -> SamplePlan:
+        return SamplePlan(self.pairs or budget, self.k, self.temperature)
+
+    def select(self, table, budget, rng, beta) -> pd.DataFrame:
+        r = beta * (table["logp_policy"].to_numpy(float) - table["logp_ref"].to_numpy(float))
+        prompts, rid, rr = grouped(table, r)
+        hi, lo = rr.argmax(axis=1), rr.argmin(axis=1)  # first index on ties
+        same = hi == lo  # all rewards equal: fall back to the first two responses
+        hi, lo = np.where(same, 0, hi), np.where(same, 1, lo)
+        p = np.arange(len(prompts))
+        return pairs_frame(prompts, rid[p, hi], rid[p, lo], np.abs(rr[p, hi] - rr[p, lo]))
+
+
+class ConfidenceSmoothing(Refiner):
+    """Label-smooth (``alpha``) the pairs whose ``beta * z`` falls below the ``k``-quantile.
+
+    ``z`` is the label-oriented implicit-reward margin under the current policy.
+    The threshold comes from the last ``window`` pairs seen in training (SPA's
+    running window) or, with ``window=0``, from every pair seen so far this round.
+    Nothing is smoothed during the first ``warmup`` fraction of steps.
+    """
+
+    def __init__(self, k: float = 0.1, alpha: float = 0.1, window: int = 50, warmup: float = 0.2):
+        if not 0 < k < 1 or not 0 <= alpha <= 0.5 or window < 0 or not 0 <= warmup < 1:
+            raise ValueError("need 0 < k < 1, 0 <= alpha <= 0.5, window >= 0 and 0 <= warmup < 1")
+        self.k, self.alpha, self.window, self.warmup = k, alpha, window, warmup
+
+    def in_training(self, context):
+        seen = deque(maxlen=self.window or None)
+        return lambda batch: self.smooth(batch, self.policy_logps(batch, context), seen)
+
+    def policy_logps(self, batch, context):
+        return batch.pol
+
+    def smooth(self, batch, pol: torch.Tensor, seen: deque) -> torch.Tensor:
+        n = len(batch.p)
+        h = (pol[:n] - batch.ref[:n]) - (pol[n:] - batch.ref[n:])
+        direction = torch.sign(batch.p - 0.5)  # ties (p = 0.5) are already as soft as it gets
+        margin = (batch.beta * h * direction).cpu().numpy()
+        seen.extend(margin.tolist())
+        if batch.step < self.warmup * batch.total_steps:
+            return batch.p
+        tau = np.quantile(np.fromiter(seen, float), self.k)
+        low = torch.from_numpy((margin < tau) & (direction != 0).cpu().numpy()).to(batch.p.device)
+        smoothed = batch.p * (1 - self.alpha) + (1 - batch.p) * self.alpha
+        return torch.where(low, smoothed, batch.p)
+
+
+class Decoupled(ConfidenceSmoothing):
+    """Confidence measured on extrapolated logits ``(1 + lam) h_theta - lam h_ref`` (lam = 0: plain)."""
+
+    needs_reference_model = True
+
+    def __init__(self, lam=(0.5, 0.25, 0.125), **kwargs):
+        super().__init__(**kwargs)
+        self.lam = [float(x) for x in (lam if isinstance(lam, (list, tuple)) else [lam])]
+
+    def in_training(self, context):
+        self.current = self.lam[min(context.round, len(self.lam)) - 1] if context.round > 0 else self.lam[0]
+        return super().in_training(context)
+
+    def policy_logps(self, batch, context):
+        return extrapolated_logps(batch.logits, batch, context.reference, self.current)
+
+
+@torch.no_grad()
+def extrapolated_logps(logits: torch.Tensor, batch, reference, lam: float) -> torch.Tensor:
+    """Summed log-probs of the response tokens under ``log_softmax((1 + lam) h - lam h_ref)``."""
+    if lam == 0:
+        return summed_logps(logits, batch.ids, batch.resp)[0]
+    ref_logits = response_logits(reference, batch.ids, batch.mask, batch.pos, batch.resp)
+    return summed_logps((1 + lam) * logits - lam * ref_logits, batch.ids, batch.resp)[0]
+
+
+@hookimpl
+def acqkit_register_labelers(register):
+    register("self", SelfLabeler)
+
+
+@hookimpl
+def acqkit_register_refiners(register):
+    register("confidence-smoothing", ConfidenceSmoothing)
+    register("decoupled", Decoupled)
+
+
+@hookimpl
+def acqkit_register_strategies(register):
+    register("selfee", Selfee)
