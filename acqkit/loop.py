@@ -55,7 +55,9 @@ def label_pairs(session: Session, cfg: RunConfig, labeler, name: str, pairs, tab
     """Labels for ``pairs``, each persisted before it is used.
 
     A paying labeler (``paid``, default True) goes through the label ledger: it
-    is asked only about pairs the ledger does not know, and hits cost 0.
+    is asked only about pairs the ledger does not know. A hit costs 0, unless
+    this run's own ledger bought it for this very round before a crash, which
+    keeps a resumed run's ``labels_spent`` equal to an uninterrupted one's.
     Pairs it skips (``p`` missing) are dropped.
     """
     ctx = LabelContext(task=session.task, rng=np.random.default_rng(stage_seed(cfg.seed, round, "label")),

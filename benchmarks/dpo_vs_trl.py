@@ -21,7 +21,9 @@ first ``--batch-size`` pairs (dataset order), before any update, must agree to 1
 
 Timing: a warm-up (TRL tokenization + both reference passes + the loss check) is
 not timed. Then ``--repeats`` rounds, each training a fresh copy of the perturbed
-weights once with each trainer, alternating which goes first.
+weights once with each trainer, alternating which goes first. The summary takes
+each trainer's best (shortest) repeat: on a shared machine other jobs only ever add
+time. Every repeat line shows the 1-minute load average when it ended.
 Run on demand: ``python benchmarks/dpo_vs_trl.py --model tiny`` (needs the ``bench`` extra).
 """
 from __future__ import annotations
@@ -31,7 +33,6 @@ import copy
 import gc
 import math
 import os
-import statistics
 import tempfile
 import time
 import warnings
@@ -206,8 +207,8 @@ def main() -> None:
           f"TRL gradient checkpointing {'on' if args.gradient_checkpointing else 'off'}")
     seq_pad, logit_pad = training_padding(examples, train_config(args))
     print(f"acqkit's training batches: {seq_pad:.1%} of input positions are padding, {logit_pad:.1%} of the "
-          "response-logit positions it computes are padding or prompt (TRL's random batches pad alike, but its "
-          "fused LM head projects completion tokens only)")
+          "response-logit positions it computes are padding or prompt (TRL's random batches pad alike; on CPU its "
+          "fused LM head projects every position, prompt and padding included: only with Triton does it skip them)")
     diff = abs(trl_loss - ours_loss)
     print(f"\nfirst-batch loss (perturbed policy, noise {args.noise}; ln 2 = {math.log(2):.6f})")
     print(f"  TRL    {trl_loss:.8f}\n  acqkit {ours_loss:.8f}\n  |diff| {diff:.2e}  "
@@ -228,16 +229,17 @@ def main() -> None:
             gc.collect()
             r = runs[name][-1]
             print(f"  repeat {rep + 1} {name:6s}: train {r['train']:7.2f} s  ref {r['ref']:6.2f} s  "
-                  f"setup {r['setup']:5.2f} s  mean loss {r['loss']:.5f}")
+                  f"setup {r['setup']:5.2f} s  epoch-mean loss {r['loss']:.5f}  load {os.getloadavg()[0]:.2f}")
 
-    def med(name, key):
-        return statistics.median(r[key] for r in runs[name])
+    def best(name, key):
+        return min(r[key] for r in runs[name])
 
-    print(f"\nmedian of {args.repeats} repeats ({args.pairs} pairs, one epoch)")
+    print(f"\nbest of {args.repeats} repeats ({args.pairs} pairs, one epoch; epoch-mean loss depends on the "
+          "shuffle, which differs between the trainers)")
     print(f"{'trainer':8s} {'train s':>8s} {'ref s':>7s} {'setup s':>8s} {'pairs/s':>8s} {'pairs/s incl. ref':>18s}")
     rate = {}
     for name in runs:
-        t, ref, setup = med(name, "train"), med(name, "ref"), med(name, "setup")
+        t, ref, setup = best(name, "train"), best(name, "ref"), best(name, "setup")
         rate[name] = (args.pairs / t, args.pairs / (t + ref))
         print(f"{name:8s} {t:8.2f} {ref:7.2f} {setup:8.2f} {rate[name][0]:8.2f} {rate[name][1]:18.2f}")
     train_ratio = rate["acqkit"][0] / rate["TRL"][0]

@@ -76,17 +76,16 @@ def test_the_page_needs_the_token_and_answers_go_to_the_ledger(tmp_path):
 
 
 def _chrome():
-    """A headless Chromium driven by Debian's chromedriver, or a skip that says what is missing."""
+    """A headless Chromium driven by Debian's chromedriver (the skipif below says what is missing)."""
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
     from selenium.webdriver.chrome.service import Service
 
-    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not browser or not driver:
-        pytest.skip("the browser test needs Debian's chromium and chromium-driver "
-                    "(apt-get install -y chromium chromium-driver; .ci/run installs them)")
-    return webdriver, Service, browser, driver
+    return webdriver, Service, shutil.which("chromium"), shutil.which("chromedriver")
 
 
+@pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
+                    reason="the browser test needs Debian's chromium and chromium-driver "
+                           "(apt-get install -y chromium chromium-driver; .ci/run installs them)")
 def test_a_person_labels_in_headless_chromium_and_resumes_after_closing_it(tmp_path):
     webdriver, Service, browser, driver_path = _chrome()
     from selenium.webdriver.common.by import By
