@@ -24,6 +24,8 @@ not timed. Then ``--repeats`` rounds, each training a fresh copy of the perturbe
 weights once with each trainer, alternating which goes first. The summary takes
 each trainer's best (shortest) repeat: on a shared machine other jobs only ever add
 time. Every repeat line shows the 1-minute load average when it ended.
+``--breakdown N`` also times one batch's forward+backward (no optimizer) for
+acqkit, TRL, and the transformer backbone alone, to show where the difference is.
 Run on demand: ``python benchmarks/dpo_vs_trl.py --model tiny`` (needs the ``bench`` extra).
 """
 from __future__ import annotations
@@ -117,6 +119,48 @@ def acqkit_examples(reference, tokens: list[dict], pad_id: int, batch_size: int)
             for i, t in enumerate(tokens)]
 
 
+def step_breakdown(trainer, policy, examples: list[Example], args, pad_id: int) -> None:
+    """Forward+backward of one batch (the first): acqkit, TRL, and the shared transformer backbone alone.
+
+    The backbone row runs ``model.model`` on acqkit's padded batch with a dummy
+    loss: the arithmetic both trainers must do whatever their LM head does.
+    """
+    from acqkit.batching import left_pad
+
+    batch = examples[: args.batch_size]
+    keys = ("prompt_ids", "chosen_ids", "rejected_ids", "ref_chosen_logps", "ref_rejected_logps")
+    inputs = trainer.data_collator([{k: trainer.train_dataset[i][k] for k in keys} for i in range(len(batch))])
+    ids, mask, pos, resp = left_pad([e.prompt for e in batch] * 2, [e.a for e in batch] + [e.b for e in batch], pad_id)
+    policy.train()
+    trainer.model.train()
+
+    def ours():
+        batch_loss(policy, batch, args.beta, pad_id).backward()
+
+    def trl():
+        trainer.compute_loss(trainer.model, inputs).backward()
+
+    def backbone():
+        policy.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).last_hidden_state.sum().backward()
+
+    steps = {"acqkit batch_loss": ours, "TRL compute_loss": trl, "backbone alone": backbone}
+    seconds = {name: [] for name in steps}
+    for _ in range(args.breakdown):
+        for name, fn in steps.items():
+            start = time.perf_counter()
+            fn()
+            seconds[name].append(time.perf_counter() - start)
+            policy.zero_grad(set_to_none=True)
+            trainer.model.zero_grad(set_to_none=True)
+    print(f"\none batch forward+backward, best of {args.breakdown} (no optimizer step); rows x width: "
+          f"acqkit {tuple(ids.shape)}, TRL {tuple(inputs['input_ids'].shape)}; "
+          f"{int(resp.sum())} response tokens, acqkit computes {resp.numel()} response logits, TRL on CPU "
+          f"{inputs['input_ids'].shape[0] * (inputs['input_ids'].shape[1] - 1)}")
+    base = min(seconds["backbone alone"])
+    for name, v in seconds.items():
+        print(f"  {name:18s} {min(v):7.2f} s  (backbone + {min(v) - base:6.2f} s)")
+
+
 def train_config(args) -> TrainConfig:
     return TrainConfig(beta=args.beta, lr=args.lr, epochs=1, batch_size=args.batch_size, grad_accum=1,
                        max_grad_norm=1.0, warmup=0.1, seed=args.seed)
@@ -168,6 +212,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gradient-checkpointing", action="store_true", help="TRL's default; off for equal work")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    parser.add_argument("--breakdown", type=int, default=0, metavar="N",
+                        help="also time one batch's forward+backward N times: acqkit, TRL, backbone alone")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -195,11 +241,11 @@ def main() -> None:
     tokens = [{k: r[k] for k in keys} for r in trainer.train_dataset]
     trl_ref = torch.tensor([trainer.train_dataset["ref_chosen_logps"], trainer.train_dataset["ref_rejected_logps"]])
     trl_loss = trl_first_loss(trainer, args.batch_size)
-    del trainer
     examples = acqkit_examples(reference, tokens, pad, 2 * args.ref_batch_size)
     ours_ref = torch.tensor([[e.ref_a for e in examples], [e.ref_b for e in examples]])
+    policy = copy.deepcopy(start_policy)
     with torch.no_grad():
-        ours_loss = batch_loss(copy.deepcopy(start_policy), examples[: args.batch_size], args.beta, pad).item()
+        ours_loss = batch_loss(policy, examples[: args.batch_size], args.beta, pad).item()
 
     n_tok = sum(len(t["prompt_ids"]) * 2 + len(t["chosen_ids"]) + len(t["rejected_ids"]) for t in tokens)
     print(f"model={args.model}  {args.pairs} pairs ({n_tok / args.pairs:.0f} tokens/pair), batch {args.batch_size}, "
@@ -215,6 +261,13 @@ def main() -> None:
           f"{'PASS' if diff <= TOL else 'FAIL'} (tolerance {TOL:g})")
     print(f"  reference log-probs, max |TRL - acqkit| over {2 * args.pairs} responses: "
           f"{(trl_ref - ours_ref).abs().max().item():.2e} nats")
+    if args.breakdown:
+        step_breakdown(trainer, policy, examples, args, pad)
+    del trainer, policy
+    gc.collect()
+    if not args.repeats:
+        print(machine("end"))
+        return
 
     runs = {"TRL": [], "acqkit": []}
     for rep in range(args.repeats):
