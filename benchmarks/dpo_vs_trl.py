@@ -3,8 +3,10 @@
 Both trainers get the same model, the same pairs (sentiment prompts with
 review-like responses of 8..64 tokens; the token ids are the ones TRL's own
 tokenization produced, reused verbatim for acqkit's ``Example``s), the same
-batch size, beta, learning rate (peak; 10% warm-up then cosine for both), sigmoid
-loss, no label smoothing, grad-norm clipping at 1.0, float32 on CPU, one epoch.
+batch size, beta, peak learning rate and schedule shape (10% linear warm-up, then
+cosine; with a one-step warm-up TRL's first step runs at lr 0 and acqkit's at the
+peak), sigmoid loss, no label smoothing, grad-norm clipping at 1.0, AdamW without
+weight decay, float32 on CPU, one epoch.
 Both precompute the reference log-probs: TRL with ``precompute_ref_log_probs=True``,
 acqkit with ``acqkit.scorer.score`` on the reference model; that pass is timed and
 reported separately, so pairs/s is shown with and without it (TRL's tokenization
@@ -235,8 +237,8 @@ def main() -> None:
     pad = tok.pad_token_id
 
     # Warm-up and loss check (not timed): TRL tokenizes; both compute reference log-probs.
-    trainer = trl_trainer(copy.deepcopy(start_policy), copy.deepcopy(reference), tok, rows, args,
-                          tempfile.mkdtemp())
+    scratch = tempfile.TemporaryDirectory()  # TRL's output_dir: nothing is saved there
+    trainer = trl_trainer(copy.deepcopy(start_policy), copy.deepcopy(reference), tok, rows, args, scratch.name)
     keys = ("prompt_ids", "chosen_ids", "rejected_ids")
     tokens = [{k: r[k] for k in keys} for r in trainer.train_dataset]
     trl_ref = torch.tensor([trainer.train_dataset["ref_chosen_logps"], trainer.train_dataset["ref_rejected_logps"]])
@@ -265,6 +267,7 @@ def main() -> None:
         step_breakdown(trainer, policy, examples, args, pad)
     del trainer, policy
     gc.collect()
+    scratch.cleanup()
     if not args.repeats:
         print(machine("end"))
         return

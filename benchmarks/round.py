@@ -107,7 +107,8 @@ def main() -> None:
     budget = budgets.per_round(cfg.budget, cfg.schedule, cfg.rounds)[0]
     plan = strategy.plan(budget, cfg.n_responses, cfg.temperature)
     rnd = 1
-    run_dir = Path(tempfile.mkdtemp(prefix="acqkit-round-bench-"))
+    scratch = tempfile.TemporaryDirectory(prefix="acqkit-round-bench-")  # labels.jsonl + ledger, as in a real run
+    run_dir = Path(scratch.name)
 
     start = time.perf_counter()
     generate, score = loop.generate, loop.score
@@ -132,6 +133,7 @@ def main() -> None:
         metrics = loop.evaluate_policy(session, cfg, rnd)
     total = time.perf_counter() - start
     rec.close()
+    scratch.cleanup()
 
     n_tok = table["n_tokens"].to_numpy()
     print(f"model={cfg.model} preset={args.preset} strategy={cfg.strategy} labeler={cfg.labeler}: "
