@@ -14,8 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import labels_cli, progress as progress_mod
 from .config import PRESETS, CompareConfig, RunConfig, preset
 from .hookspecs import API_VERSION
-from .plugins import KINDS, ComponentError, UnknownComponent, registry, split_specs
-from .report import load_results, read_config, rich_table, summarize, title as report_title
+from .plugins import KINDS, ComponentError, PluginError, UnknownComponent, registry, split_specs
+from .distributed import is_main
+from .report import load_results, markdown_table, read_config, rich_table, summarize, title as report_title
 
 console = Console(width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True)
@@ -23,7 +24,7 @@ err = Console(stderr=True)
 # Config fields settable from the command line, with the option's help.
 OPTIONS = {
     "model": "tiny | smollm2 | a Hugging Face model id | a local model directory",
-    "task": "task name (see `acqkit plugins`)",
+    "task": "task name (see `acqkit plugins`), or your prompts: file:PATH (.jsonl, .csv, .parquet)",
     "labeler": "labeler name",
     "refiner": "refiner name",
     "rounds": "online rounds",
@@ -32,6 +33,7 @@ OPTIONS = {
     "seed_labels": "gold labels for the shared warm-start stage (0 = none; default 3.3% of the budget)",
     "n_responses": "responses sampled per prompt",
     "max_new_tokens": "maximum response length in tokens",
+    "sampler": "generation backend (see `acqkit plugins`; default hf = transformers generate)",
     "beta": "DPO beta",
     "lr": "learning rate",
     "epochs": "DPO epochs per round",
@@ -39,8 +41,13 @@ OPTIONS = {
     "grad_accum": "micro-batches per optimizer step",
     "train_layers": "train only the last k transformer blocks (default: all)",
     "mixed_precision": "no | bf16 (GPU only)",
+    "lora_rank": "train only LoRA adapters of this rank (0 = off; needs acqkit[lora])",
+    "lora_alpha": "LoRA alpha (default 2 x rank)",
+    "lora_dropout": "LoRA dropout (default 0)",
+    "lora_targets": "modules that get adapters: comma-separated names or all-linear (default: Llama projections)",
     "eval_prompts": "held-out prompts for evaluation",
     "kl_samples": "samples per eval prompt for the KL estimate (0 = skip)",
+    "ref_cache": "off | exact: score each response once per session under the reference (batch of one)",
 }
 TYPES = {f.name: f.type for f in fields(RunConfig)}
 
@@ -57,7 +64,7 @@ def config_options(func):
 
 @contextlib.contextmanager
 def progress_display(quiet: bool):
-    if quiet or not err.is_terminal:
+    if quiet or not err.is_terminal or not is_main():  # several processes: the main one reports
         yield None
         return
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
@@ -73,7 +80,7 @@ def user_errors(func):
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except (UnknownComponent, ComponentError, FileNotFoundError, ValueError) as exc:
+        except (UnknownComponent, ComponentError, FileNotFoundError, ValueError, PluginError) as exc:
             raise click.ClickException(str(exc)) from exc
     return wrapper
 
@@ -92,7 +99,16 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     return tuple(values)
 
 
-@click.group()
+COMPLETION = """Shell completion: add one line to your shell's startup file (docs/cli.md).
+
+\b
+  bash  eval "$(_ACQKIT_COMPLETE=bash_source acqkit)"      (~/.bashrc)
+  zsh   eval "$(_ACQKIT_COMPLETE=zsh_source acqkit)"       (~/.zshrc)
+  fish  _ACQKIT_COMPLETE=fish_source acqkit | source    (~/.config/fish/completions/acqkit.fish)
+"""
+
+
+@click.group(epilog=COMPLETION)
 @click.version_option(package_name="acqkit")
 def cli():
     """acqkit: choose which preference pairs are worth a label, and prove it."""
@@ -148,13 +164,15 @@ def compare(preset: str, quiet: bool, strategies: str, seeds: str, out: Path, co
     t0 = time.perf_counter()
 
     def done(cfg, results, elapsed):
-        if quiet:
+        if quiet or not is_main():
             return
         err.print(f"[green]done[/green] {cfg.strategy} seed {cfg.seed} "
                   f"({len(results.groupby(['strategy', 'seed']))}/{n}, {elapsed:.0f}s)")
 
     with progress_display(quiet):
         compare_grid(ccfg, out, on_run_done=done, resume=bool(resume_dir))
+    if not is_main():
+        return  # the main process writes the results and prints the table
     show_report(out, show_rounds, baseline)
     console.print(f"[dim]wall time {time.perf_counter() - t0:.0f}s; per-round rows in {out / 'results.csv'}[/dim]")
 
@@ -164,19 +182,24 @@ def compare(preset: str, quiet: bool, strategies: str, seeds: str, out: Path, co
 @click.option("--rounds", type=click.Choice(["final", "all"]), default="final", show_default=True,
               help="rounds in the summary table")
 @click.option("--baseline", default="random", show_default=True, help="strategy the paired differences are to")
+@click.option("--markdown", is_flag=True, help="print the table as GitHub markdown")
 @user_errors
-def report(run_dir: Path, rounds: str, baseline: str):
+def report(run_dir: Path, rounds: str, baseline: str, markdown: bool):
     """Re-render the table and plots of a comparison from its results file alone (no models)."""
-    show_report(run_dir, rounds, baseline)
+    show_report(run_dir, rounds, baseline, markdown)
 
 
-def show_report(run_dir: Path, rounds: str, baseline: str) -> None:
+def show_report(run_dir: Path, rounds: str, baseline: str, markdown: bool = False) -> None:
     """The one rendering path for `compare` and `report`, so both print the same table."""
     from .plots import write_plots
 
     results, path = load_results(run_dir)
     title = report_title(results, read_config(path.parent), rounds)
-    console.print(rich_table(summarize(results, rounds, baseline), title, baseline))
+    summary = summarize(results, rounds, baseline)
+    if markdown:
+        click.echo(markdown_table(summary, title, baseline))
+    else:
+        console.print(rich_table(summary, title, baseline))
     pngs = write_plots(results, path.parent)
     console.print(f"[dim]plots: {', '.join(str(p) for p in pngs)}[/dim]")
 

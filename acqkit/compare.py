@@ -8,9 +8,19 @@ import pandas as pd
 
 from .config import CompareConfig, to_toml
 from .loop import RESULT_COLUMNS, run
-from .plugins import Registry, parse_spec, registry as default_registry
-from .rundir import write_csv, write_parquet
+from .plugins import Registry, registry as default_registry
+from .preflight import check_config, check_resume, task_size
+from .rundir import write_csv, write_parquet, write_text
 from .session import Session
+
+
+def preflight(ccfg: CompareConfig, reg: Registry, resume_dir: Path | None = None) -> None:
+    """Every run of the grid is checked (names, model, budget) before anything is loaded or written."""
+    n_train = task_size(ccfg.base, reg)
+    for cfg in ccfg.runs():
+        check_config(cfg, reg, n_train)
+    if resume_dir is not None:
+        check_resume(resume_dir)
 
 
 def slug(text: str) -> str:
@@ -24,15 +34,12 @@ def compare(ccfg: CompareConfig, out: str | Path, registry: Registry | None = No
     ``resume=True`` keeps every finished (strategy, seed, round) and continues the rest.
     """
     reg = registry or default_registry()
-    for name in ccfg.strategies:  # fail on a bad name before any model is loaded
-        reg.build("strategy", name)
-    for kind, spec in (("labeler", ccfg.base.labeler), ("refiner", ccfg.base.refiner), ("task", ccfg.base.task)):
-        reg.get(kind, parse_spec(spec)[0])  # specs may carry options: pairrm(model=...)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.toml").write_text(to_toml(ccfg))
+    preflight(ccfg, reg, out if resume else None)  # bad names, paths, budgets: fail before loading a model
     t0 = time.perf_counter()
-    session = Session.open(ccfg.base, reg)
+    session = Session.open(ccfg.base, reg)  # reads and checks the prompts: a bad file leaves no run directory
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "config.toml", to_toml(ccfg))
     session.workdir = out  # the shared warm start's labels go to the comparison's ledger
     frames = []
     for cfg in ccfg.runs():

@@ -117,6 +117,39 @@ class Task(ABC):
         ...
 
 
+class Oracle(ABC):
+    """A gold oracle by name (``vader``): one reward per response, so any task can reuse it.
+
+    Preferences follow Bradley-Terry on these rewards with the task's ``tau``.
+    """
+
+    @abstractmethod
+    def reward(self, prompts: list[Prompt], responses: list[str]) -> np.ndarray:
+        ...
+
+
+class Sampler(ABC):
+    """Generate responses; the stage an outside engine (vLLM, a cluster) can take over.
+
+    ``generate(request)`` gets a :class:`acqkit.sampler.SampleRequest`: the
+    current policy and tokenizer (``request.save_policy(dir)`` writes them as
+    safetensors for an engine in another process; ``request.model_spec`` is the
+    ``--model`` they started from), ``prompt_ids`` (chat-templated token ids),
+    ``n`` responses per prompt, ``gen`` (``max_new_tokens``, ``temperature``,
+    0 = greedy, ``top_k``, ``batch_size``), a ``seed`` and the ``stop_ids``.
+
+    It returns ``len(prompt_ids) * n`` lists of new token ids, prompt-major
+    (``p0r0, p0r1, ..., p1r0, ...``), without the prompt. acqkit then cuts each
+    after its first stop token (kept, as it ended the response) and at
+    ``max_new_tokens``; a response with no stop token counts as truncated. The
+    same seed must give the same responses, so runs can be resumed and compared.
+    """
+
+    @abstractmethod
+    def generate(self, request) -> list[list[int]]:
+        ...
+
+
 @dataclass
 class RefineContext:
     """What an in-training refiner may use: the round, beta and the training reference."""

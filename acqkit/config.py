@@ -35,6 +35,7 @@ class RunConfig:
     top_k: int = 50
     max_new_tokens: int = 32
     gen_batch_size: int = 64
+    sampler: str = "hf"  # generation backend (a plugin); hf = transformers generate in this process
     # training
     beta: float = 0.1
     lr: float = 3e-5
@@ -43,10 +44,15 @@ class RunConfig:
     grad_accum: int = 1
     train_layers: int | None = None  # train only the last k transformer blocks (large models)
     mixed_precision: str = "no"  # "bf16" on GPU
+    lora_rank: int = 0  # > 0: train only LoRA adapters of this rank (peft: pip install acqkit[lora])
+    lora_alpha: float | None = None  # LoRA scale numerator; None = 2 x lora_rank
+    lora_dropout: float = 0.0
+    lora_targets: str = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"  # Llama-style; or all-linear
     # evaluation
     eval_prompts: int = 24
     kl_samples: int = 1
     score_batch_size: int = 16
+    ref_cache: str = "off"  # "exact": each response scored once per session by the reference (acqkit.refcache)
     trust_remote_code: bool = False
     checkpoint: bool = True  # keep the last finished round's policy (safetensors) in the run directory
 
@@ -65,6 +71,11 @@ class RunConfig:
             raise ValueError("config field 'n_responses' must be >= 2 to form pairs")
         if self.beta <= 0:
             raise ValueError(f"config field 'beta' must be > 0, got {self.beta}")
+        if self.lora_rank < 0 or not 0 <= self.lora_dropout < 1:
+            raise ValueError(f"config fields 'lora_rank' >= 0 and 0 <= 'lora_dropout' < 1, got "
+                             f"{self.lora_rank} and {self.lora_dropout}")
+        if self.ref_cache not in ("off", "exact"):
+            raise ValueError(f"config field 'ref_cache' must be 'off' or 'exact', got {self.ref_cache!r}")
 
 
 PRESETS: dict[str, dict] = {

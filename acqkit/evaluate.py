@@ -30,22 +30,27 @@ def decode(tokenizer, responses: list[list[int]]) -> list[str]:
     return tokenizer.batch_decode(responses, skip_special_tokens=True)
 
 
-def greedy(model, tokenizer, prompt_ids, max_new_tokens: int, batch_size: int):
+def greedy(model, tokenizer, prompt_ids, max_new_tokens: int, batch_size: int, generate_fn=generate):
     cfg = GenConfig(max_new_tokens=max_new_tokens, temperature=0.0, batch_size=batch_size)
-    return generate(model, tokenizer, prompt_ids, 1, cfg, seed=0, label="eval: greedy")
+    return generate_fn(model, tokenizer, prompt_ids, 1, cfg, seed=0, label="eval: greedy")
 
 
-def make_eval_set(model, tokenizer, task, prompts, prompt_ids, max_new_tokens: int, batch_size: int) -> EvalSet:
-    responses = greedy(model, tokenizer, prompt_ids, max_new_tokens, batch_size)
+def make_eval_set(model, tokenizer, task, prompts, prompt_ids, max_new_tokens: int, batch_size: int,
+                  generate_fn=generate) -> EvalSet:
+    responses = greedy(model, tokenizer, prompt_ids, max_new_tokens, batch_size, generate_fn)
     texts = decode(tokenizer, responses)
     rewards = np.asarray(task.gold_reward(prompts, texts), float)
     return EvalSet(prompts, prompt_ids, texts, rewards, np.array([len(r) for r in responses], float))
 
 
 def evaluate(policy, reference, tokenizer, task, evalset: EvalSet, max_new_tokens: int, batch_size: int,
-             kl_samples: int, seed: int, score_batch_size: int = 16) -> dict:
-    """Metrics of ``policy`` on the eval set: win rate, gold reward, length, KL estimate."""
-    responses = greedy(policy, tokenizer, evalset.prompt_ids, max_new_tokens, batch_size)
+             kl_samples: int, seed: int, score_batch_size: int = 16, generate_fn=generate, score_ref=None) -> dict:
+    """Metrics of ``policy`` on the eval set: win rate, gold reward, length, KL estimate.
+
+    ``generate_fn`` (signature of :func:`acqkit.sampler.generate`) is the session's
+    sampler backend; ``score_ref(prompts, responses)``, if given, scores under the reference.
+    """
+    responses = greedy(policy, tokenizer, evalset.prompt_ids, max_new_tokens, batch_size, generate_fn)
     texts = decode(tokenizer, responses)
     rewards = np.asarray(task.gold_reward(evalset.prompts, texts), float)
     p = bradley_terry(rewards, evalset.ref_rewards, task.tau)
@@ -58,10 +63,13 @@ def evaluate(policy, reference, tokenizer, task, evalset: EvalSet, max_new_token
     if kl_samples > 0:
         # Monte-Carlo KL(policy || reference): mean log-ratio on the policy's own samples.
         cfg = GenConfig(max_new_tokens=max_new_tokens, temperature=1.0, batch_size=batch_size)
-        samples = generate(policy, tokenizer, evalset.prompt_ids, kl_samples, cfg, seed, label="eval: KL samples")
+        samples = generate_fn(policy, tokenizer, evalset.prompt_ids, kl_samples, cfg, seed, label="eval: KL samples")
         prompts = [ids for ids in evalset.prompt_ids for _ in range(kl_samples)]
         pad = tokenizer.pad_token_id
         lp, _ = score(policy, prompts, samples, pad, score_batch_size, with_entropy=False, label="eval: KL policy")
-        lr, _ = score(reference, prompts, samples, pad, score_batch_size, with_entropy=False, label="eval: KL ref")
+        if score_ref is None:
+            lr, _ = score(reference, prompts, samples, pad, score_batch_size, with_entropy=False, label="eval: KL ref")
+        else:
+            lr = score_ref(prompts, samples)
         metrics["kl"] = float(np.mean(lp - lr))
     return metrics

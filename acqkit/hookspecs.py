@@ -3,11 +3,16 @@
 Every hook is called with keyword arguments, so an implementation may accept
 fewer arguments than the spec names and keep working when a hook grows.
 Changing a spec in an incompatible way bumps ``API_VERSION``.
+
+API versions: 1.0 strategies, labelers, refiners, tasks and ``acqkit_round_end``;
+1.1 (additive) ``acqkit_register_oracles``: gold oracles by name, which tasks
+(the sentiment task, ``file:PATH`` prompt files) look up; and
+``acqkit_register_samplers``: generation backends (``hf``, or an outside engine).
 """
 import pluggy
 
 PROJECT = "acqkit"
-API_VERSION = "1.0"
+API_VERSION = "1.1"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -35,6 +40,23 @@ def acqkit_register_refiners(register):
 @hookspec
 def acqkit_register_tasks(register):
     """Register tasks (prompt sets with a gold oracle): ``register(name, factory)``."""
+
+
+@hookspec
+def acqkit_register_oracles(register):
+    """Register gold oracles: ``register(name, factory)``; see :class:`acqkit.Oracle`.
+
+    A task names its oracle (``file(path=..., oracle=vader)``) and builds it with
+    :func:`acqkit.plugins.build`, so one oracle serves any prompt set. Added in 1.1.
+    """
+
+
+@hookspec
+def acqkit_register_samplers(register):
+    """Register generation backends: ``register(name, factory)``; see :class:`acqkit.Sampler`.
+
+    ``--sampler NAME`` picks one (default ``hf``, transformers ``generate``). Added in 1.1.
+    """
 
 
 @hookspec

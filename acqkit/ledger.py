@@ -28,7 +28,7 @@ import pandas as pd
 
 from .components import LABEL_COLUMNS
 from .plugins import parse_spec
-from .validate import check_labels
+from .validate import check_labels, check_skips
 
 APPLICATION_ID = 0x61716B6C  # "aqkl": marks a SQLite file as an acqkit ledger
 SCHEMA_VERSION = 1
@@ -167,15 +167,30 @@ class Ledger:
 
     def put(self, rec: Record) -> bool:
         """Store ``rec`` durably unless its key is known (the first label wins). True if stored."""
-        if not 0.0 <= rec.p <= 1.0 or not np.isfinite(rec.p):
-            raise ValueError(f"a label's p must be in [0, 1], got {rec.p!r}")
-        values = (rec.key, rec.labeler, rec.config, rec.prompt, json.dumps(list(rec.messages), ensure_ascii=False),
-                  rec.text_a, rec.text_b, float(rec.p), rec.source, int(rec.cost),
-                  None if rec.round is None else int(rec.round), rec.created or time.time())
+        return self.put_many([rec]) == 1
+
+    def put_many(self, recs) -> int:
+        """Store ``recs`` in one durable transaction: a kill keeps all of them or none. Returns how many were new.
+
+        All-or-nothing matters on resume: a labeler asked again gets the very
+        batch it was asked before, so a seeded labeler gives the same answers.
+        """
+        rows = [_values(rec) for rec in recs]
+        if not rows:
+            return 0
+        sql = f"INSERT OR IGNORE INTO labels ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
         with self._lock:
-            cur = self._query(f"INSERT OR IGNORE INTO labels ({', '.join(_COLUMNS)}) "
-                              f"VALUES ({', '.join('?' * len(_COLUMNS))})", values)
-        return cur.rowcount == 1
+            before = self._db.total_changes
+            self._query("BEGIN IMMEDIATE")
+            try:
+                for row in rows:
+                    self._query(sql, row)
+                self._query("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            return self._db.total_changes - before
 
     def records(self) -> Iterator[Record]:
         with self._lock:
@@ -200,6 +215,14 @@ class Ledger:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _values(rec: Record) -> tuple:
+    if not 0.0 <= rec.p <= 1.0 or not np.isfinite(rec.p):
+        raise ValueError(f"a label's p must be in [0, 1], got {rec.p!r}")
+    return (rec.key, rec.labeler, rec.config, rec.prompt, json.dumps(list(rec.messages), ensure_ascii=False),
+            rec.text_a, rec.text_b, float(rec.p), rec.source, int(rec.cost),
+            None if rec.round is None else int(rec.round), rec.created or time.time())
 
 
 def _record(row) -> Record:
@@ -246,20 +269,26 @@ class RoundLedger:
 
     def put(self, a: int, b: int, p: float, source: str, cost: int = 1) -> bool:
         """Store the label for ``a`` over ``b`` now (durable on return); False if already known."""
+        return self.ledger.put(self.record(a, b, p, source, cost))
+
+    def record(self, a: int, b: int, p: float, source: str, cost: int = 1) -> Record:
         messages = list(self._messages(a))
-        return self.ledger.put(Record(
-            key=self.key(a, b), labeler=self.labeler, config=self.config, prompt=prompt_text(messages),
-            messages=messages, text_a=self.text(a), text_b=self.text(b), p=float(p),
-            source=str(source), cost=int(cost), round=self.round))
+        return Record(key=self.key(a, b), labeler=self.labeler, config=self.config, prompt=prompt_text(messages),
+                      messages=messages, text_a=self.text(a), text_b=self.text(b), p=float(p),
+                      source=str(source), cost=int(cost), round=self.round)
 
     def _messages(self, response_id: int):
         return self._prompts[self._prompt_of.loc[response_id]].messages
 
 
 def answered(labels, pairs: pd.DataFrame, name: str) -> pd.DataFrame:
-    """Check a labeler's answer and drop skipped pairs (``p`` missing: NaN or None)."""
+    """Check a labeler's answer and drop skipped pairs (``p`` missing: NaN or None, and ``cost`` 0).
+
+    A missing ``p`` that was charged for is an oracle failure, not a skip: an error.
+    """
     if isinstance(labels, pd.DataFrame) and "p" in labels.columns and len(labels) == len(pairs):
         keep = labels["p"].notna().to_numpy()
+        check_skips(labels[~keep], name)
         return check_labels(labels[keep], pairs[keep], name)
     return check_labels(labels, pairs, name)
 
@@ -282,9 +311,9 @@ def ask_once(book: RoundLedger, labeler, name: str, pairs: pd.DataFrame, table: 
     if len(asked):
         context.extras["ledger"] = book
         labels = answered(labeler.label(asked, table, context), asked, name)
-        for row in labels.itertuples(index=False):
-            book.put(row.a, row.b, row.p, row.source, row.cost)
-            fresh[(row.a, row.b)] = row
+        rows = list(labels.itertuples(index=False))
+        book.ledger.put_many([book.record(r.a, r.b, r.p, r.source, r.cost) for r in rows])  # one transaction
+        fresh = {(r.a, r.b): r for r in rows}
     out, charged = [], set()
     for i, (a, b) in enumerate(pairs[["a", "b"]].itertuples(index=False)):
         rec = book.ledger.get(keys[i])

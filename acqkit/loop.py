@@ -19,11 +19,15 @@ import pandas as pd
 from . import budget as budgets
 from .components import LabelContext, RefineContext, SamplePlan
 from .config import RunConfig, to_toml
+from .distributed import from_main
 from .evaluate import evaluate
 from .ledger import Ledger, RoundLedger, answered, ask_once, labeler_identity, ledger_path
 from .plugins import Registry, registry as default_registry
-from .rundir import append_jsonl, keep_rounds, load_checkpoint, read_jsonl, save_checkpoint, write_csv
-from .sampler import GenConfig, generate
+from .guard import guarded_build
+from .preflight import check_config, check_resume
+from .rundir import (append_jsonl, checkpoint_round, keep_rounds, load_checkpoint, load_extra_state, read_jsonl,
+                     recover_checkpoint, save_checkpoint, write_csv, write_text)
+from .sampler import GenConfig
 from .scorer import score
 from .session import Session, stage_seed, table_from
 from .table import pairs_frame
@@ -40,18 +44,17 @@ def sample_and_score(session: Session, cfg: RunConfig, plan: SamplePlan, round: 
     prompts = session.draw_prompts(seed, round, plan.n_prompts)
     prompt_ids = [session.prompt_ids[p.id] for p in prompts]
     gen = GenConfig(cfg.max_new_tokens, plan.temperature, cfg.top_k, cfg.gen_batch_size)
-    responses = generate(session.policy, session.tokenizer, prompt_ids, plan.n_responses, gen,
-                         stage_seed(seed, round, "sample"))
+    responses = session.generate(session.policy, session.tokenizer, prompt_ids, plan.n_responses, gen,
+                                 stage_seed(seed, round, "sample"))  # the sampler backend (--sampler)
     flat_prompts = [ids for ids in prompt_ids for _ in range(plan.n_responses)]
     pad = session.tokenizer.pad_token_id
     lp, ent = score(session.policy, flat_prompts, responses, pad, cfg.score_batch_size, label="scoring: policy")
-    lr, _ = score(session.reference, flat_prompts, responses, pad, cfg.score_batch_size,
-                  with_entropy=False, label="scoring: reference")
+    lr = session.refs(flat_prompts, responses, cfg.score_batch_size, "scoring: reference")  # counted; cached if asked
     return table_from(prompts, session.prompt_ids, responses, plan.n_responses, session.tokenizer, lp, lr, ent)
 
 
 def label_pairs(session: Session, cfg: RunConfig, labeler, name: str, pairs, table, round: int, run_dir,
-                ledger_dir=None):
+                ledger_dir=None, previous=None):
     """Labels for ``pairs``, each persisted before it is used.
 
     A paying labeler (``paid``, default True) goes through the label ledger: it
@@ -62,14 +65,17 @@ def label_pairs(session: Session, cfg: RunConfig, labeler, name: str, pairs, tab
     """
     ctx = LabelContext(task=session.task, rng=np.random.default_rng(stage_seed(cfg.seed, round, "label")),
                        round=round, extras={"prompts": session.train_prompts, "policy": session.policy,
-                                            "reference": session.reference, "tokenizer": session.tokenizer})
-    if getattr(labeler, "paid", True):
+                                            "reference": session.reference, "tokenizer": session.tokenizer,
+                                            "previous": previous})
+    def ask():
+        if not getattr(labeler, "paid", True):
+            return answered(labeler.label(pairs, table, ctx), pairs, name)
         with Ledger(ledger_path(cfg.ledger, ledger_dir or run_dir)) as book:
             view = RoundLedger(book, labeler_identity(labeler, name), table, session.train_prompts, round,
                                owned=not cfg.ledger)
-            labels = ask_once(view, labeler, name, pairs, table, ctx)
-    else:
-        labels = answered(labeler.label(pairs, table, ctx), pairs, name)
+            return ask_once(view, labeler, name, pairs, table, ctx)
+
+    labels = from_main(ask)  # several processes: one asks (and pays), all train on its answers
     if run_dir:
         texts = table.set_index("response_id")["text"]
         append_jsonl(run_dir / "labels.jsonl", labels.assign(
@@ -119,7 +125,8 @@ def train_config(cfg: RunConfig, round: int, epochs: int | None = None) -> Train
 def evaluate_policy(session: Session, cfg: RunConfig, round: int) -> dict:
     return evaluate(session.policy, session.reference, session.tokenizer, session.task, session.evalset,
                     cfg.max_new_tokens, cfg.gen_batch_size, cfg.kl_samples,
-                    stage_seed(cfg.seed, round, "eval"), cfg.score_batch_size)
+                    stage_seed(cfg.seed, round, "eval"), cfg.score_batch_size, session.generate,
+                    lambda p, r: session.refs(p, r, cfg.score_batch_size, "eval: KL ref"))
 
 
 def warm_start(session: Session, cfg: RunConfig, reg: Registry, run_dir) -> dict:
@@ -139,7 +146,7 @@ def warm_start(session: Session, cfg: RunConfig, reg: Registry, run_dir) -> dict
         table = sample_and_score(session, ws_cfg, SamplePlan(cfg.seed_labels, 2, cfg.temperature), 0)
         first_two = table.groupby("prompt_id", sort=False)["response_id"].agg(list)
         pairs = pairs_frame(first_two.index, [r[0] for r in first_two], [r[1] for r in first_two], 0.0)
-        labels = label_pairs(session, ws_cfg, reg.build("labeler", cfg.seed_labeler), cfg.seed_labeler,
+        labels = label_pairs(session, ws_cfg, guarded_build(reg, "labeler", cfg.seed_labeler), cfg.seed_labeler,
                              pairs, table, 0, None, ledger_dir=session.workdir)
         stats = train(session.policy, examples_from(labels, table), train_config(ws_cfg, 0, cfg.seed_epochs),
                       session.tokenizer.pad_token_id)
@@ -178,12 +185,25 @@ class Run:
     labeler_spec: str
     refiner: object
     start_state: dict | None = None
+    previous_state: dict | None = None  # policy that sampled the last round, for a previous-iterate judge
     spent: int = 0
     history: list = field(default_factory=list)
 
     @property
     def paid(self) -> bool:
         return getattr(self.labeler, "paid", True)
+
+    @property
+    def wants_previous(self) -> bool:
+        return bool(getattr(self.labeler, "needs_previous_policy", False))
+
+    def previous_model(self):
+        """The policy before the one that sampled this round (round 1: the initial model), frozen."""
+        if self.previous_state is None:
+            return self.session.reference
+        model = self.session.frozen_copy()
+        model.load_state_dict(self.previous_state)
+        return model
 
     @property
     def train_reference(self) -> str:
@@ -193,13 +213,16 @@ class Run:
 def play_round(r: Run, rnd: int, budget: int) -> dict:
     """sample -> score -> acquire -> label -> refine -> train -> evaluate; returns the results row."""
     cfg, session = r.cfg, r.session
-    t0 = time.perf_counter()
+    t0, refs0 = time.perf_counter(), session.refs.counts()
     plan = r.strategy.plan(budget, cfg.n_responses, cfg.temperature)
     table = round_table(session, cfg, plan, rnd)
     rng = np.random.default_rng(stage_seed(cfg.seed, rnd, "select"))
     pairs = check_pairs(r.strategy.select(table, budget, rng, cfg.beta), table, budget if r.paid else None,
                         cfg.strategy)
-    labels = label_pairs(session, cfg, r.labeler, r.labeler_spec, pairs, table, rnd, r.run_dir)
+    sampler_state = session.snapshot() if r.wants_previous else None
+    labels = label_pairs(session, cfg, r.labeler, r.labeler_spec, pairs, table, rnd, r.run_dir,
+                         previous=r.previous_model() if r.wants_previous else None)
+    r.previous_state = sampler_state
     r.spent += int(labels["cost"].sum())
     examples = examples_from(r.refiner.refine(labels, table), table, r.train_reference)
     if r.run_dir:
@@ -219,7 +242,9 @@ def play_round(r: Run, rnd: int, budget: int) -> dict:
                labels_spent=r.spent, pairs_trained=len(examples), train_loss=stats["loss"],
                label_agreement=gold_agreement(session, labels, table), **evaluate_policy(session, cfg, rnd))
     if r.run_dir:  # wall time lives apart from results.csv, which must be identical run to run
-        append_jsonl(r.run_dir / "timings.jsonl", pd.DataFrame([{"round": rnd, "seconds": time.perf_counter() - t0}]))
+        refs = {k: v - refs0[k] for k, v in session.refs.counts().items()}  # reference forwards vs cache hits
+        append_jsonl(r.run_dir / "timings.jsonl", pd.DataFrame([{"round": rnd, "seconds": time.perf_counter() - t0,
+                                                                 **refs}]))
     return row
 
 
@@ -232,9 +257,16 @@ def finished_rounds(run_dir: Path, cfg: RunConfig) -> tuple[pd.DataFrame, int]:
     results = run_dir / "results.csv"
     if not results.exists():
         return pd.DataFrame(columns=RESULT_COLUMNS), 0
-    rows = pd.read_csv(results)
-    marker = run_dir / "checkpoint" / "ACQKIT_ROUND"
-    last = int(marker.read_text()) if cfg.checkpoint and marker.exists() else 0
+    try:
+        rows = pd.read_csv(results)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{results}: cannot read the results to resume from ({exc})") from exc
+    missing = [c for c in RESULT_COLUMNS if c not in rows.columns]
+    if missing or rows.empty:
+        raise ValueError(f"{results}: not an acqkit results file (missing column(s) {missing}, {len(rows)} rows); "
+                         "move it aside to start this run over")
+    recover_checkpoint(run_dir)  # a kill in the middle of a checkpoint swap
+    last = (checkpoint_round(run_dir / "checkpoint") or 0) if cfg.checkpoint else 0
     if int(rows["round"].max()) == cfg.rounds and (last == cfg.rounds or not cfg.checkpoint):
         last = cfg.rounds  # finished: nothing to redo, whatever the checkpoint setting
     return rows[rows["round"] <= last], last
@@ -249,20 +281,26 @@ def run(cfg: RunConfig, session: Session | None = None, out: str | Path | None =
     (seed, round, stage), so the result equals an uninterrupted run.
     """
     reg = registry or default_registry()
-    strategy = reg.build("strategy", cfg.strategy)
+    if session is None:  # a comparison checked its whole grid already
+        check_config(cfg, reg)
+    strategy = guarded_build(reg, "strategy", cfg.strategy)
     labeler_spec = getattr(strategy, "labeler", None) or cfg.labeler  # a recipe may bring its own
     run_dir = Path(out) if out else None
     kept, last = (finished_rounds(run_dir, cfg) if resume and run_dir else (None, 0))
     if last == cfg.rounds and kept is not None and len(kept):
         return kept[RESULT_COLUMNS].reset_index(drop=True)
+    if resume and run_dir:
+        check_resume(run_dir)
+    state = load_checkpoint(run_dir, cfg.trust_remote_code) if last else None  # a bad one stops us here
     if session is None:
         session = Session.open(cfg, reg)
         session.workdir = run_dir  # the warm start's labels go to this run's ledger
-    r = Run(cfg, reg, session, run_dir, strategy, reg.build("labeler", labeler_spec), labeler_spec,
-            reg.build("refiner", getattr(strategy, "refiner", None) or cfg.refiner))
+    session.check(cfg)
+    r = Run(cfg, reg, session, run_dir, strategy, guarded_build(reg, "labeler", labeler_spec), labeler_spec,
+            guarded_build(reg, "refiner", getattr(strategy, "refiner", None) or cfg.refiner))
     if run_dir:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.toml").write_text(to_toml(cfg))
+        write_text(run_dir / "config.toml", to_toml(cfg))
         for log in ("labels.jsonl", "examples.jsonl", "timings.jsonl"):
             keep_rounds(run_dir / log, last if last else -1)
     ws = warm_start(session, cfg, reg, run_dir if not last else None)
@@ -275,8 +313,11 @@ def run(cfg: RunConfig, session: Session | None = None, out: str | Path | None =
     if last:
         rows = kept.to_dict(orient="records")
         r.spent = int(rows[-1]["labels_spent"])
-        r.history = [Example(**{k: v for k, v in rec.items() if k != "round"}) for rec in read_jsonl(run_dir / "examples.jsonl")]
-        session.reset_policy(load_checkpoint(run_dir))
+        r.history = [Example(**{k: v for k, v in rec.items() if k != "round"})
+                     for rec in read_jsonl(run_dir / "examples.jsonl") if rec.get("round", 0) <= last]
+        session.reset_policy(state)
+        if r.wants_previous:
+            r.previous_state = load_extra_state(run_dir, "previous")
     per_round = budgets.per_round(cfg.budget, cfg.schedule, cfg.rounds)
     for rnd in range(last + 1, cfg.rounds + 1):
         row = play_round(r, rnd, per_round[rnd - 1])
@@ -284,6 +325,7 @@ def run(cfg: RunConfig, session: Session | None = None, out: str | Path | None =
         if run_dir:
             write_csv(pd.DataFrame(rows)[RESULT_COLUMNS], run_dir / "results.csv")
             if cfg.checkpoint:
-                save_checkpoint(session.policy, run_dir, rnd)
+                extra = {"previous": r.previous_state} if r.wants_previous and r.previous_state else None
+                save_checkpoint(session.policy, run_dir, rnd, extra)
         reg.pm.hook.acqkit_round_end(run=asdict(cfg), round=rnd, metrics=row)
     return pd.DataFrame(rows)[RESULT_COLUMNS]

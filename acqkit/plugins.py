@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -15,7 +16,8 @@ import pluggy
 
 from . import hookspecs
 
-KINDS = ("strategy", "labeler", "refiner", "task")
+KINDS = ("strategy", "labeler", "refiner", "task", "oracle", "sampler")
+PLURAL = {"strategy": "strategies"}
 
 
 class UnknownComponent(ValueError):
@@ -24,6 +26,10 @@ class UnknownComponent(ValueError):
 
 class ComponentError(ValueError):
     """A component spec that cannot be parsed or built."""
+
+
+class PluginError(RuntimeError):
+    """A plugin's code raised; the message names the component, its plugin and package (see acqkit.guard)."""
 
 
 @dataclass
@@ -49,7 +55,7 @@ class Registry:
         known = self.components.get(kind, {})
         if name not in known:
             raise UnknownComponent(
-                f"unknown {kind} {name!r}; known {kind}s: {', '.join(sorted(known)) or '(none)'}"
+                f"unknown {kind} {name!r}; known {PLURAL.get(kind, kind + 's')}: {', '.join(sorted(known)) or '(none)'}"
             )
         return known[name]
 
@@ -57,14 +63,25 @@ class Registry:
         """Build a component from a spec such as ``margin(instance=smallest, keep=0.5)``."""
         name, options = parse_spec(spec)
         comp = self.get(kind, name)
+        token = _building.set(self)  # a factory that builds a component (a task's oracle) sees this registry
         try:
             return comp.factory(**context, **options)
         except TypeError as exc:
             raise ComponentError(
                 f"{kind} {spec!r} (from package {comp.package}): bad options: {exc}"
             ) from exc
+        except (ValueError, OSError, PluginError):
+            raise  # input errors (a bad option value, a missing file) carry their own message
+        except Exception as exc:  # a bug in the factory: say whose
+            from .guard import raised_at
+
+            raise PluginError(f"{kind} {spec!r} (plugin {comp.plugin!r} from package {comp.package}) raised "
+                              f"{type(exc).__name__} while being built: {exc} (at {raised_at(exc)})") from exc
+        finally:
+            _building.reset(token)
 
 
+_PATH_SPEC = re.compile(r"^\s*([A-Za-z0-9_.\-]+):(.+?)(?:\((.*)\))?\s*$")
 _SPEC = re.compile(r"^\s*([A-Za-z0-9_.:/\-]+)\s*(?:\((.*)\))?\s*$")
 
 
@@ -87,11 +104,24 @@ def parse_value(text: str):
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """``"name(a=1, b=x)"`` -> ``("name", {"a": 1, "b": "x"})``. Lists use ``|``: ``f=1|2|3``."""
+    """``"name(a=1, b=x)"`` -> ``("name", {"a": 1, "b": "x"})``. Lists use ``|``: ``f=1|2|3``.
+
+    ``name:PATH`` is short for ``name(path=PATH)`` and keeps PATH verbatim (``file:my.jsonl``);
+    options may follow: ``file:my.jsonl(oracle=vader)``.
+    """
+    m = _PATH_SPEC.match(spec)
+    if m:
+        name, options = m.group(1), _options(spec, m.group(3))
+        if "path" in options:
+            raise ComponentError(f"in {spec!r}: the path is given twice (before the colon and as path=)")
+        return name, {"path": m.group(2).strip(), **options}
     m = _SPEC.match(spec)
     if not m:
         raise ComponentError(f"cannot parse component spec {spec!r}; expected name or name(key=value, ...)")
-    name, args = m.group(1), m.group(2)
+    return m.group(1), _options(spec, m.group(2))
+
+
+def _options(spec: str, args: str | None) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if args and args.strip():
         for part in args.split(","):
@@ -100,7 +130,7 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
             key, value = part.split("=", 1)
             key = key.strip().replace("-", "_")
             options[key] = [parse_value(v) for v in value.split("|")] if "|" in value else parse_value(value)
-    return name, options
+    return options
 
 
 def split_specs(text: str) -> list[str]:
@@ -150,6 +180,8 @@ def collect(pm: pluggy.PluginManager) -> Registry:
         "labeler": pm.hook.acqkit_register_labelers,
         "refiner": pm.hook.acqkit_register_refiners,
         "task": pm.hook.acqkit_register_tasks,
+        "oracle": pm.hook.acqkit_register_oracles,
+        "sampler": pm.hook.acqkit_register_samplers,
     }
     for kind, hook in hooks.items():
         table = reg.components.setdefault(kind, {})
@@ -179,6 +211,7 @@ def collect(pm: pluggy.PluginManager) -> Registry:
 
 
 _default: Registry | None = None
+_building: ContextVar[Registry | None] = ContextVar("acqkit_building", default=None)
 
 
 def registry(refresh: bool = False) -> Registry:
@@ -187,3 +220,12 @@ def registry(refresh: bool = False) -> Registry:
     if _default is None or refresh:
         _default = collect(make_manager())
     return _default
+
+
+def build(kind: str, spec: str, **context):
+    """Build a component from inside another's factory (a task building its oracle).
+
+    Uses the registry that is building the caller, so a test's or a session's own
+    registry is honoured; outside any build, the installed plugins.
+    """
+    return (_building.get() or registry()).build(kind, spec, **context)

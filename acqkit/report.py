@@ -112,22 +112,42 @@ def diff_cell(mean: float, ci: float, n: int, fmt: str = "{:+.3f}") -> str:
     return f"{text} (not significant)" if said == "not significant" else text
 
 
-def rich_table(summary: pd.DataFrame, title: str, baseline: str | None = "random") -> Table:
-    """One row per strategy (and round, when the summary holds several); the last column is Δ win rate."""
+def table_cells(summary: pd.DataFrame, baseline: str | None = "random") -> tuple[list[str], list[list[str]]]:
+    """Headers and formatted rows shared by the terminal and the markdown table."""
     by_round = summary["round"].nunique() > 1
-    table = Table(title=title, caption=f"mean ± 95% CI half-width over seeds (t); Δ = paired by seed and round, "
-                                       f"minus {baseline or 'no baseline'}")
-    table.add_column("strategy", style="bold", overflow="fold")  # a long spec wraps, never loses its end
-    if by_round:
-        table.add_column("round", justify="right", no_wrap=True)
-    table.add_column("seeds", justify="right", no_wrap=True)
-    for _, header, _ in METRICS:
-        table.add_column(header, justify="right", no_wrap=True)  # a number and its CI stay on one line
-    table.add_column(f"Δ win rate\nvs {baseline}", justify="right", no_wrap=True)
+    headers = ["strategy"] + (["round"] if by_round else []) + ["seeds"] + [h for _, h, _ in METRICS]
+    headers.append(f"Δ win rate\nvs {baseline}")
+    rows = []
     for _, row in summary.iterrows():
         cells = [str(row["strategy"])] + ([str(row["round"])] if by_round else []) + [str(row["seeds"])]
         cells += [_cell(row[c], row[c + "_ci"], fmt) for c, _, fmt in METRICS]
         cells.append("baseline" if row["strategy"] == baseline else
                      diff_cell(row["win_rate_diff"], row["win_rate_diff_ci"], int(row["win_rate_diff_n"])))
+        rows.append(cells)
+    return headers, rows
+
+
+def caption(baseline: str | None) -> str:
+    return f"mean ± 95% CI half-width over seeds (t); Δ = paired by seed and round, minus {baseline or 'no baseline'}"
+
+
+def rich_table(summary: pd.DataFrame, title: str, baseline: str | None = "random") -> Table:
+    """One row per strategy (and round, when the summary holds several); the last column is Δ win rate."""
+    headers, rows = table_cells(summary, baseline)
+    table = Table(title=title, caption=caption(baseline))
+    table.add_column(headers[0], style="bold", overflow="fold")  # a long spec wraps, never loses its end
+    for header in headers[1:]:
+        table.add_column(header, justify="right", no_wrap=True)  # a number and its CI stay on one line
+    for cells in rows:
         table.add_row(*cells)
     return table
+
+
+def markdown_table(summary: pd.DataFrame, title: str, baseline: str | None = "random") -> str:
+    """The same table as GitHub markdown, for papers and docs pages."""
+    headers, rows = table_cells(summary, baseline)
+    esc = lambda text: text.replace("\n", " ").replace("|", "\\|")  # noqa: E731
+    lines = [f"**{title}**", "", "| " + " | ".join(esc(h) for h in headers) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in cells) + " |" for cells in rows]
+    return "\n".join(lines + ["", f"_{caption(baseline)}_", ""])

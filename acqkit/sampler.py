@@ -6,6 +6,8 @@ not depend on what ran before it in the process.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -70,3 +72,51 @@ def generate(model, tokenizer, prompt_ids: list[list[int]], n: int, cfg: GenConf
         for row in out[:, width:].tolist():
             responses.append(cut_at_eos(row, stop))
     return responses
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """What a sampler backend gets (interface: :class:`acqkit.components.Sampler`)."""
+
+    model: Any  # the current policy, a transformers causal LM in this process
+    tokenizer: Any
+    prompt_ids: list[list[int]]
+    n: int
+    gen: GenConfig
+    seed: int
+    stop_ids: frozenset[int]
+    label: str = "sampling"
+    model_spec: str = ""  # the --model the session loaded
+
+    def save_policy(self, directory) -> Path:
+        """Write the current policy and tokenizer for an engine in another process.
+
+        Safetensors; a LoRA policy writes its adapter in peft's format, whose
+        ``base_model_name_or_path`` names the base weights.
+        """
+        from .lora import has_adapters, save_adapters
+
+        directory = Path(directory)
+        if has_adapters(self.model):
+            save_adapters(self.model, directory)
+        else:
+            self.model.save_pretrained(directory, safe_serialization=True)
+        self.tokenizer.save_pretrained(directory)
+        return directory
+
+
+def sample(sampler, name: str, model, tokenizer, prompt_ids: list[list[int]], n: int, cfg: GenConfig, seed: int,
+           label: str = "sampling", model_spec: str = "") -> list[list[int]]:
+    """Ask ``sampler`` for ``n`` responses per prompt; check the shape, cut at the stop token and length.
+
+    Both cuts are no-ops on the built-in ``hf`` sampler's output, which already ends there.
+    """
+    stop = eos_ids(model, tokenizer)
+    request = SampleRequest(model, tokenizer, prompt_ids, n, cfg, seed, frozenset(stop), label, model_spec)
+    out = sampler.generate(request)
+    want = len(prompt_ids) * n
+    if not isinstance(out, (list, tuple)) or len(out) != want:
+        got = len(out) if isinstance(out, (list, tuple)) else type(out).__name__
+        raise ValueError(f"sampler {name!r} returned {got} responses for {len(prompt_ids)} prompts x {n}; "
+                         f"expected {want} lists of token ids")
+    return [cut_at_eos([int(t) for t in r], stop)[: cfg.max_new_tokens] for r in out]

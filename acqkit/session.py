@@ -6,18 +6,26 @@ seed, same initial policy, same plan) are computed once for all strategies.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 from transformers.utils import logging as hf_logging
 
-from . import models
+from . import distributed, models
 from .evaluate import EvalSet, make_eval_set
+from .guard import guarded_build
 from .plugins import Registry
-from .sampler import encode_prompts
+from .prompt_files import check_lengths, context_length
+from .refcache import RefScorer
+from .sampler import encode_prompts, generate, sample
+
+# Fields a session fixes when it opens; a run on that session must agree (Session.check).
+SESSION_FIELDS = ("sampler", "lora_rank", "lora_alpha", "lora_dropout", "lora_targets", "ref_cache")
 
 
 def stage_seed(*parts) -> int:
@@ -40,30 +48,65 @@ class Session:
     prompt_ids: dict  # prompt id -> token ids (chat template applied)
     cache: dict = field(default_factory=dict)
     workdir: Path | None = None  # where shared stages (the warm start) keep their label ledger
+    generate: Callable = generate  # the sampler backend, with acqkit.sampler.generate's signature
+    refs: RefScorer | None = None  # reference log-probs: counted, cached with ref_cache = "exact"
+    settings: dict = field(default_factory=dict)  # SESSION_FIELDS as opened
 
     @classmethod
     def open(cls, cfg, registry: Registry) -> "Session":
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
         torch.manual_seed(0)
-        task = registry.build("task", cfg.task)
+        sampler = guarded_build(registry, "sampler", cfg.sampler)  # an unknown name fails before any load
+        generate_fn = functools.partial(sample, sampler, cfg.sampler, model_spec=cfg.model)
+        if cfg.lora_rank:
+            from .lora import require_peft
+
+            require_peft()
+        task = guarded_build(registry, "task", cfg.task)  # a task that raises is named
         tokenizer = models.load_tokenizer(cfg.model, cfg.trust_remote_code)
         reference = models.load_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
         for p in reference.parameters():
             p.requires_grad_(False)
         policy = models.load_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
+        if cfg.lora_rank:
+            from .lora import add_lora
+
+            add_lora(policy, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
+        device = distributed.device()  # cuda:<local rank> under a GPU launcher; the CPU otherwise
+        reference.to(device), policy.to(device)
         initial = {k: v.detach().clone() for k, v in policy.state_dict().items()}  # reset without reloading
         train = list(task.train_prompts())
         held_out = list(task.eval_prompts())[: cfg.eval_prompts]
         _check_prompts(train, "train"), _check_prompts(held_out, "eval")
         ids = dict(zip([p.id for p in train], encode_prompts(tokenizer, train)))
         eval_ids = encode_prompts(tokenizer, held_out)
-        evalset = make_eval_set(reference, tokenizer, task, held_out, eval_ids, cfg.max_new_tokens, cfg.gen_batch_size)
-        return cls(cfg.model, tokenizer, policy, reference, initial, task, evalset, train, ids)
+        check_lengths(train + held_out, list(ids.values()) + eval_ids, context_length(reference, tokenizer),
+                      cfg.max_new_tokens, getattr(task, "locate", None))  # before any generation
+        evalset = make_eval_set(reference, tokenizer, task, held_out, eval_ids, cfg.max_new_tokens, cfg.gen_batch_size,
+                                generate_fn)
+        return cls(cfg.model, tokenizer, policy, reference, initial, task, evalset, train, ids,
+                   generate=generate_fn, refs=RefScorer(reference, tokenizer.pad_token_id, cfg.ref_cache),
+                   settings={f: getattr(cfg, f) for f in SESSION_FIELDS})
+
+    def check(self, cfg) -> None:
+        """A run must use the sampler, LoRA and cache settings its session was opened with."""
+        diff = [f"{f}={getattr(cfg, f)!r} (session: {self.settings[f]!r})" for f in self.settings
+                if getattr(cfg, f) != self.settings[f]]
+        if diff:
+            raise ValueError(f"this run's {', '.join(diff)}: these are fixed when a session opens; "
+                             "open a session with the run's config")
 
     def reset_policy(self, state: dict | None = None) -> None:
-        """Load ``state`` (default: the initial weights) into the policy."""
-        self.policy.load_state_dict(self.initial_state if state is None else state)
+        """Load ``state`` (default: the initial weights) into the policy.
+
+        An adapter-only LoRA checkpoint (:class:`acqkit.lora.AdapterState`) is
+        completed with the initial weights: the base never trains.
+        """
+        state = self.initial_state if state is None else state
+        if hasattr(state, "complete"):
+            state = state.complete(self.initial_state)
+        self.policy.load_state_dict(state)
         self.policy.eval()
 
     def frozen_copy(self) -> torch.nn.Module:

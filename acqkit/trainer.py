@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .batching import left_pad
+from .lora import has_adapters, is_adapter_param
 from .progress import track
 from .scorer import response_logits, summed_logps
 
@@ -115,11 +116,13 @@ def trainable_last(model, k: int | None) -> None:
     """Freeze everything but the last ``k`` blocks (and modules after them, e.g. the final norm).
 
     Embeddings and a tied LM head stay frozen: on large models the point is to
-    skip their gradients and optimizer state.
+    skip their gradients and optimizer state. A model with LoRA adapters trains
+    only its adapters (those in the last ``k`` blocks, if ``k`` is given).
     """
     if k is None:
         for p in model.parameters():
             p.requires_grad_(True)
+        _adapters_only(model)
         return
     blocks = transformer_blocks(model)
     if not 1 <= k <= len(blocks):
@@ -134,6 +137,14 @@ def trainable_last(model, k: int | None) -> None:
     if norm is not None:
         for p in norm.parameters():
             p.requires_grad_(True)
+    _adapters_only(model)
+
+
+def _adapters_only(model) -> None:
+    """With LoRA adapters (acqkit.lora), the base stays frozen whatever was selected above."""
+    if has_adapters(model):
+        for name, p in model.named_parameters():
+            p.requires_grad_(p.requires_grad and is_adapter_param(name))
 
 
 def shard_batches(examples: list[Example], cfg: TrainConfig, rank: int, world: int) -> list[list[Example]]:
@@ -165,6 +176,8 @@ def train(model, examples: list[Example], cfg: TrainConfig, pad_id: int, acceler
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available(),
                                              mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no")
     trainable_last(model, cfg.train_layers)
+    if has_adapters(model):
+        torch.manual_seed(cfg.seed)  # LoRA dropout draws from torch's RNG: seed it per stage like the rest
     batches = shard_batches(examples, cfg, accelerator.process_index, accelerator.num_processes)
     total_steps = max(1, math.ceil(len(batches) / cfg.grad_accum))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)

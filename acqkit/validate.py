@@ -47,8 +47,28 @@ def check_labels(labels: pd.DataFrame, pairs: pd.DataFrame, name: str) -> pd.Dat
         raise PluginOutputError(f"{who} returned labels without column(s) {missing}")
     if len(labels) != len(pairs):
         raise PluginOutputError(f"{who} returned {len(labels)} labels for {len(pairs)} pairs")
+    same = (labels["a"].to_numpy() == pairs["a"].to_numpy()) & (labels["b"].to_numpy() == pairs["b"].to_numpy())
+    if not same.all():
+        i = int(np.argmin(same))
+        raise PluginOutputError(f"{who} answered pair ({labels['a'].iloc[i]}, {labels['b'].iloc[i]}) at row {i} "
+                                f"where it was asked ({pairs['a'].iloc[i]}, {pairs['b'].iloc[i]}); return the "
+                                "pairs in the order given")
     p = pd.to_numeric(labels["p"], errors="coerce").to_numpy(float)
     bad = ~np.isfinite(p) | (p < 0) | (p > 1)
     if bad.any():
         raise PluginOutputError(f"{who} returned preference(s) outside [0, 1] or not finite: {p[bad][:5].tolist()}")
+    cost = pd.to_numeric(labels["cost"], errors="coerce").to_numpy(float)
+    if not (np.isfinite(cost) & (cost >= 0) & (cost == np.round(cost))).all():
+        raise PluginOutputError(f"{who} returned a cost that is not a whole number >= 0: "
+                                f"{labels['cost'].tolist()[:5]}")
     return labels.reset_index(drop=True)
+
+
+def check_skips(skipped: pd.DataFrame, name: str) -> None:
+    """A skip is ``p`` missing with ``cost`` 0; a missing ``p`` that was charged for is a failed oracle."""
+    if "cost" not in skipped.columns or skipped.empty:
+        return
+    charged = pd.to_numeric(skipped["cost"], errors="coerce").fillna(1).to_numpy() != 0
+    if charged.any():
+        raise PluginOutputError(f"labeler {name!r} returned p = NaN (no preference) for {int(charged.sum())} "
+                                "pair(s) it charged for; a skipped pair has p missing and cost 0")

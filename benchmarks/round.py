@@ -4,8 +4,9 @@ The round is round 1 of ``preset("default")`` (SmolLM2-135M, the random
 strategy, gold labels) run through the stage functions of ``acqkit.loop`` with
 one ``Session``, from the initial weights (the round-0 warm start is not part of
 the round and is skipped). ``sample_and_score`` is one function in acqkit; to
-split it, this script wraps the ``generate`` and ``score`` names it calls (in
-this process only, acqkit's code is untouched); whatever else it does (decoding,
+split it, this script wraps the session's sampler (``session.generate``) and the
+``score`` function of ``acqkit.loop`` (policy) and ``acqkit.refcache`` (reference)
+(in this process only, acqkit's code is untouched); whatever else it does (decoding,
 assembling the response table) is shown as ``table``. Labels are persisted to a
 temporary run directory, as in a real run.
 
@@ -32,7 +33,7 @@ import psutil
 import torch
 
 from acqkit import budget as budgets
-from acqkit import loop
+from acqkit import loop, refcache
 from acqkit.components import RefineContext
 from acqkit.config import preset
 from acqkit.plugins import registry
@@ -111,12 +112,13 @@ def main() -> None:
     run_dir = Path(scratch.name)
 
     start = time.perf_counter()
-    generate, score = loop.generate, loop.score
-    loop.generate, loop.score = rec.wrap("sample", generate), rec.wrap("score", score)
+    generate, score = session.generate, loop.score
+    session.generate, loop.score, refcache.score = rec.wrap("sample", generate), rec.wrap("score", score), \
+        rec.wrap("score", score)
     try:
         table = loop.sample_and_score(session, cfg, plan, rnd)
     finally:
-        loop.generate, loop.score = generate, score
+        session.generate, loop.score, refcache.score = generate, score, score
     rest = time.perf_counter() - start - rec.rows["sample"]["seconds"] - rec.rows["score"]["seconds"]
     rec.rows["table"] = {"seconds": rest}  # decode + assemble, between the wrapped calls: no memory of its own
     with rec.stage("select"):

@@ -57,6 +57,7 @@ class MarginSelection(Strategy):
 ALIASES = {
     "random": dict(instance="random"),
     "smallest-margin": dict(instance="smallest"),
+    "largest-margin": dict(instance="largest"),
     "always-smallest": dict(instance="smallest", corpus="smallest", keep=0.5),
     "always-random": dict(instance="random", corpus="random", keep=0.5),
     "always-largest": dict(instance="largest", corpus="largest", keep=0.5),

@@ -17,28 +17,47 @@ import pandas as pd
 import torch
 
 from acqkit import Labeler, Refiner, SamplePlan, Strategy, hookimpl
-from acqkit.scorer import response_logits, summed_logps
+from acqkit.scorer import response_logits, score, summed_logps
 from acqkit.table import grouped, pairs_frame
 
 
 class SelfLabeler(Labeler):
-    """Chosen = higher ``logp_policy - logp_ref`` (ties to ``a``); ``soft`` gives sigmoid(beta * diff).
+    """Chosen = higher ``logp_policy - logp_judge`` (ties to ``a``); ``soft`` gives sigmoid(beta * diff).
 
-    ``logp_ref`` in the ResponseTable is the frozen initial model, the judgment
-    reference the paper's ablation prefers over the previous iterate.
+    ``judge="initial"`` (default) uses ``logp_ref``, the frozen initial model:
+    the judgment reference the paper's ablation prefers. ``judge="previous"``
+    scores the pair's responses once more with the previous iterate (the policy
+    before the one that sampled the round; in round 1 the initial model).
     """
 
     paid = False
 
-    def __init__(self, soft: bool = False, beta: float = 0.1):
-        self.soft, self.beta = bool(soft), float(beta)
+    def __init__(self, soft: bool = False, beta: float = 0.1, judge: str = "initial"):
+        if judge not in ("initial", "previous"):
+            raise ValueError(f"judge must be initial or previous, got {judge!r}")
+        self.soft, self.beta, self.judge = bool(soft), float(beta), judge
+        self.needs_previous_policy = judge == "previous"
 
     def label(self, pairs: pd.DataFrame, table: pd.DataFrame, context) -> pd.DataFrame:
         rows = table.set_index("response_id")
-        r = rows["logp_policy"] - rows["logp_ref"]
+        judge = rows["logp_ref"] if self.judge == "initial" else self._previous_logps(pairs, rows, context)
+        r = rows["logp_policy"] - judge
         diff = r.loc[pairs["a"]].to_numpy(float) - r.loc[pairs["b"]].to_numpy(float)
         p = 1 / (1 + np.exp(-self.beta * diff)) if self.soft else (diff >= 0).astype(float)
         return pairs.assign(p=p, source="self", cost=0)
+
+    @staticmethod
+    def _previous_logps(pairs, rows, context) -> pd.Series:
+        model = context.extras.get("previous")
+        if model is None:
+            raise ValueError("self labeler with judge=previous needs the previous policy; "
+                             "the loop passes it when the labeler sets needs_previous_policy")
+        ids = pd.unique(np.concatenate([pairs["a"].to_numpy(), pairs["b"].to_numpy()]))
+        sub = rows.loc[ids]
+        pad = context.extras["tokenizer"].pad_token_id
+        logps, _ = score(model, list(sub["prompt_ids"]), list(sub["response_ids"]), pad, with_entropy=False,
+                         label="judging: previous iterate")
+        return pd.Series(np.asarray(logps, float), index=ids).reindex(rows.index)
 
 
 @dataclass
@@ -51,9 +70,16 @@ class Selfee(Strategy):
     labeler: str = "self"
     refiner: str = "decoupled"
     train_reference: str = "previous"
+    judge: str = "initial"  # judgment reference of the self labeler: initial (SFT) or previous iterate
+    soft: bool = False  # self-labels p = sigmoid(beta * reward gap) instead of 0/1
     training: str = "continue"
 
     def __post_init__(self):
+        if self.judge not in ("initial", "previous"):
+            raise ValueError(f"judge must be initial or previous, got {self.judge!r}")
+        if self.labeler == "self":  # pass the recipe's judging options on to its labeler
+            options = [f"judge={self.judge}"] * (self.judge != "initial") + ["soft=true"] * bool(self.soft)
+            self.labeler = f"self({', '.join(options)})" if options else "self"
         if self.k < 2:
             raise ValueError(f"k must be >= 2, got {self.k}")
         if self.train_reference not in ("initial", "previous"):

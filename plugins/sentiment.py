@@ -1,6 +1,6 @@
 """The embedded default task: positive movie reviews scored by VADER.
 
-Gold reward is VADER's compound sentiment in [-1, 1] (the controlled-sentiment
+Gold reward is the ``vader`` oracle, compound sentiment in [-1, 1] (the controlled-sentiment
 setup of the DPO paper and of APL's IMDB experiment); preferences follow
 Bradley-Terry on it with ``tau`` (SPEC.md: 0.1). Train and held-out prompts
 name different films, so evaluation never sees a training film.
@@ -13,6 +13,7 @@ from importlib import resources
 import numpy as np
 
 from acqkit import Prompt, Task, hookimpl
+from acqkit.plugins import build
 
 
 def load_prompts(split: str) -> list[Prompt]:
@@ -22,11 +23,9 @@ def load_prompts(split: str) -> list[Prompt]:
 
 
 class SentimentTask(Task):
-    def __init__(self, tau: float = 0.1):
-        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
+    def __init__(self, tau: float = 0.1, oracle: str = "vader"):
         self.tau = float(tau)
-        self._vader = SentimentIntensityAnalyzer()
+        self.oracle = build("oracle", oracle)
 
     def train_prompts(self) -> list[Prompt]:
         return load_prompts("train")
@@ -35,7 +34,7 @@ class SentimentTask(Task):
         return load_prompts("eval")
 
     def gold_reward(self, prompts, responses) -> np.ndarray:
-        return np.array([self._vader.polarity_scores(r)["compound"] for r in responses], dtype=float)
+        return np.asarray(self.oracle.reward(prompts, responses), dtype=float)
 
 
 @hookimpl

@@ -55,7 +55,7 @@ def test_skipped_pairs_are_dropped_and_not_stored(tmp_path):
     class Skipper(CountingLabeler):
         def label(self, pairs, table, context):
             out = super().label(pairs, table, context)
-            return out.assign(p=[np.nan] + list(out["p"][1:]))
+            return out.assign(p=[np.nan] + list(out["p"][1:]), cost=[0] + list(out["cost"][1:]))  # a skip is free
 
     labeler = Skipper()
     with Ledger(tmp_path / "l.sqlite") as ledger:

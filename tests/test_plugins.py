@@ -26,7 +26,7 @@ def test_registry_lists_the_builtins_with_their_package():
 
 
 def test_unknown_name_lists_the_known_ones():
-    with pytest.raises(UnknownComponent, match="known strategys?: .*random.*smallest-margin"):
+    with pytest.raises(UnknownComponent, match="known strategies: .*random.*smallest-margin"):
         registry().get("strategy", "no-such-thing")
 
 

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from acqkit.cli import cli
 from acqkit.plots import write_plots
-from acqkit.report import diff_cell, load_results, rich_table, summarize
+from acqkit.report import diff_cell, load_results, markdown_table, rich_table, summarize
 from acqkit.stats import mean_ci, paired_diff, verdict
 
 T2 = 4.303  # two-sided 95% Student-t critical value, 2 degrees of freedom (3 seeds)
@@ -90,6 +90,16 @@ def test_table_words(tmp_path):
     assert "0.710 ± 0.237" in text  # steady's own mean and interval
     absent = render(rich_table(summarize(hand_table(), baseline="greedy"), "hand", "greedy"))
     assert absent.count("n/a") == 4 and "baseline" not in absent
+
+
+def test_markdown_table_has_the_same_cells(tmp_path):
+    summary = summarize(hand_table(), rounds="all")
+    md = markdown_table(summary, "hand", "random").splitlines()
+    assert md[0] == "**hand**" and md[3].startswith("|---|---:|")
+    body = [line.strip("| ").split(" | ") for line in md[4:] if line.startswith("| ")]
+    assert len(body) == len(summary) and all(len(cells) == len(body[0]) for cells in body)
+    assert any(c[:4] == ["steady", "1", "3", "0.710 ± 0.237"] for c in body)
+    assert any("(not significant)" in c[-1] for c in body)
 
 
 def test_duplicate_rows_are_refused():

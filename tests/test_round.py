@@ -6,12 +6,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from acqkit import hookimpl
-from acqkit.plugins import collect, make_manager
-
 from acqkit.cli import cli
 from acqkit.config import preset
 from acqkit.loop import RESULT_COLUMNS, run
+from acqkit.plugins import collect, make_manager
+from kill_helpers import StopAfterRound
 
 
 def test_python_api_runs_rounds_and_persists_labels(tmp_path):
@@ -64,19 +63,7 @@ def test_same_seed_same_results(tmp_path):
     assert texts("a")[4:] != texts("c")[4:]  # a different seed samples different responses (warm start shared)
 
 
-class StopAfterRound:
-    """Simulates a crash right after a round is persisted."""
-
-    def __init__(self, round):
-        self.round = round
-
-    @hookimpl
-    def acqkit_round_end(self, round):
-        if round == self.round:
-            raise KeyboardInterrupt
-
-
-@pytest.mark.parametrize("strategy", ["smallest-margin", "apl-certainty(og=2)"])
+@pytest.mark.parametrize("strategy", ["smallest-margin", "apl-certainty(og=2)", "selfee(judge=previous, soft=true)"])
 def test_resume_after_a_stop_between_rounds_matches_an_uninterrupted_run(tmp_path, strategy):
     cfg = preset("smoke", strategy=strategy, rounds=3, budget=12, seed_labels=4)
     run(cfg, out=tmp_path / "full")

@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from acqkit.batching import left_pad
+from acqkit.components import LabelContext
 from acqkit.config import preset
 from acqkit.loop import run
-from acqkit.scorer import response_logits
+from acqkit.scorer import response_logits, score
 from acqkit.trainer import Example, TrainBatch, batch_loss
 from acqkit_plugins.selfee import ConfidenceSmoothing, Decoupled, Selfee, SelfLabeler, extrapolated_logps
 
@@ -23,6 +24,27 @@ def test_self_labels_follow_the_implicit_reward_ties_to_first():
     assert labels["cost"].sum() == 0 and set(labels["source"]) == {"self"}
     soft = SelfLabeler(soft=True, beta=0.5).label(pairs, table, None)
     assert soft["p"].tolist() == pytest.approx([1 / (1 + np.exp(-1.0)), 1 / (1 + np.exp(0.5)), 0.5])
+
+
+def test_previous_judge_scores_the_pair_with_the_previous_iterate(tiny):
+    model, tok = tiny
+    prompts = [[5, 6, 7], [5, 6, 7], [8, 9], [8, 9]]
+    responses = [[10, 11, 12], [13, 14], [15], [16, 17, 18, 19]]
+    prev, _ = score(model, prompts, responses, tok.pad_token_id, with_entropy=False)
+    # logp_ref makes the initial judge prefer the opposite of what the previous iterate implies
+    policy = prev + np.array([1.0, -1.0, -1.0, 1.0])
+    table = pd.DataFrame({"response_id": range(4), "prompt_id": ["x", "x", "y", "y"], "logp_policy": policy,
+                          "logp_ref": policy + np.array([1.0, -1.0, -1.0, 1.0]) * 2,
+                          "prompt_ids": prompts, "response_ids": responses})
+    pairs = pd.DataFrame({"prompt_id": ["x", "y"], "a": [0, 2], "b": [1, 3], "score": 0.0})
+    ctx = LabelContext(task=None, rng=None, round=2, extras={"previous": model, "tokenizer": tok})
+    assert SelfLabeler(judge="previous").label(pairs, table, ctx)["p"].tolist() == [1.0, 0.0]
+    assert SelfLabeler(judge="initial").label(pairs, table, ctx)["p"].tolist() == [0.0, 1.0]
+    assert SelfLabeler(judge="previous").needs_previous_policy and not SelfLabeler().needs_previous_policy
+    assert Selfee(judge="previous").labeler == "self(judge=previous)" and Selfee().labeler == "self"
+    assert Selfee(judge="previous", soft=True).labeler == "self(judge=previous, soft=true)"
+    with pytest.raises(ValueError, match="judge"):
+        SelfLabeler(judge="sft")
 
 
 def test_selfee_pairs_highest_against_lowest_reward():

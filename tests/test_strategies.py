@@ -315,7 +315,7 @@ def fresh_registry():
 
 def test_every_name_registers():
     assert fresh_registry().names("strategy") == sorted([
-        "margin", "random", "smallest-margin", "always-smallest", "always-random", "always-largest",
+        "margin", "random", "smallest-margin", "largest-margin", "always-smallest", "always-random", "always-largest",
         "entropy", "certainty", "hybrid", "apl-entropy", "apl-certainty", "apl-hybrid",
     ])
 
