@@ -1,5 +1,7 @@
 """Statistics, tables and plots of a comparison; `acqkit report` re-renders what `compare` printed."""
 import math
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -171,3 +173,14 @@ def render(table) -> str:
     console = Console(record=True, width=200)
     console.print(table)
     return console.export_text()
+
+
+@pytest.mark.parametrize("name, args", [("one-round", []), ("three-rounds", ["--rounds", "all", "--baseline", "always-random"])])
+def test_the_results_page_shows_what_report_prints(tmp_path, name, args):
+    """docs/results.md's tables are exactly `acqkit report --markdown` of the committed results."""
+    docs = Path(__file__).parent.parent / "docs"
+    shutil.copytree(docs / "results" / name, tmp_path / name)  # report redraws the plots: keep the tree clean
+    out = CliRunner().invoke(cli, ["report", str(tmp_path / name), "--markdown", *args])
+    assert out.exit_code == 0, out.output
+    table = out.output.split("\nplots:")[0].replace(str(tmp_path / name), f"docs/results/{name}").strip()
+    assert table in (docs / "results.md").read_text(encoding="utf-8")
