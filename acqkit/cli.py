@@ -16,7 +16,7 @@ from .config import PRESETS, CompareConfig, RunConfig, preset
 from .hookspecs import API_VERSION
 from .plugins import KINDS, ComponentError, PluginError, UnknownComponent, registry, split_specs
 from .distributed import is_main
-from .report import load_results, markdown_table, read_config, rich_table, summarize, title as report_title
+from .report import load_many, markdown_table, rich_table, select, summarize, title as report_title
 
 console = Console(width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True)
@@ -173,34 +173,51 @@ def compare(preset: str, quiet: bool, strategies: str, seeds: str, out: Path, co
         compare_grid(ccfg, out, on_run_done=done, resume=bool(resume_dir))
     if not is_main():
         return  # the main process writes the results and prints the table
-    show_report(out, show_rounds, baseline)
+    show_report([out], show_rounds, baseline)
     console.print(f"[dim]wall time {time.perf_counter() - t0:.0f}s; per-round rows in {out / 'results.csv'}[/dim]")
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dirs", metavar="RUN_DIR...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--rounds", type=click.Choice(["final", "all"]), default="final", show_default=True,
               help="rounds in the summary table")
 @click.option("--baseline", default="random", show_default=True, help="strategy the paired differences are to")
+@click.option("--strategies", default=None,
+              help="only these strategies, in this order (comma-separated names as the table shows them)")
+@click.option("--plots", "plots_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="directory for the PNG plots (default: the run directory; none for several unless given)")
 @click.option("--markdown", is_flag=True, help="print the table as GitHub markdown")
 @user_errors
-def report(run_dir: Path, rounds: str, baseline: str, markdown: bool):
-    """Re-render the table and plots of a comparison from its results file alone (no models)."""
-    show_report(run_dir, rounds, baseline, markdown)
+def report(run_dirs: tuple[Path, ...], rounds: str, baseline: str, strategies: str | None, plots_dir: Path | None,
+           markdown: bool):
+    """Re-render the table and plots of a comparison from its results file alone (no models).
+
+    Several RUN_DIRs make one table: each strategy is tagged with the config fields that differ
+    between the directories, e.g. three budget schedules of one strategy side by side.
+    """
+    show_report(list(run_dirs), rounds, baseline, markdown, split_specs(strategies) if strategies else None,
+                plots_dir)
 
 
-def show_report(run_dir: Path, rounds: str, baseline: str, markdown: bool = False) -> None:
+def show_report(run_dirs: list[Path], rounds: str, baseline: str, markdown: bool = False,
+                strategies: list[str] | None = None, plots_dir: Path | None = None) -> None:
     """The one rendering path for `compare` and `report`, so both print the same table."""
     from .plots import write_plots
 
-    results, path = load_results(run_dir)
-    title = report_title(results, read_config(path.parent), rounds)
+    results, config, files = load_many(run_dirs)
+    results = select(results, strategies)
+    title = report_title(results, config, rounds)
     summary = summarize(results, rounds, baseline)
     if markdown:
         click.echo(markdown_table(summary, title, baseline))
     else:
         console.print(rich_table(summary, title, baseline))
-    pngs = write_plots(results, path.parent)
+    plots_dir = plots_dir or (files[0].parent if len(files) == 1 else None)
+    if plots_dir is None:
+        console.print("[dim]plots: none (give --plots DIR to draw several run directories together)[/dim]")
+        return
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    pngs = write_plots(results, plots_dir)
     console.print(f"[dim]plots: {', '.join(str(p) for p in pngs)}[/dim]")
 
 

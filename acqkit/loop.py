@@ -303,13 +303,15 @@ def run(cfg: RunConfig, session: Session | None = None, out: str | Path | None =
         write_text(run_dir / "config.toml", to_toml(cfg))
         for log in ("labels.jsonl", "examples.jsonl", "timings.jsonl"):
             keep_rounds(run_dir / log, last if last else -1)
-    ws = warm_start(session, cfg, reg, run_dir if not last else None)
-    r.start_state = ws["state"]
-    rows = [dict(strategy=cfg.strategy, seed=cfg.seed, round=0, labels_round=ws["labels"],
-                 labels_spent=ws["labels"], pairs_trained=ws["pairs"], label_agreement=float("nan"),
-                 train_loss=ws["loss"], **ws["metrics"])]
-    r.spent = ws["labels"]
-    session.reset_policy(ws["state"])
+    reinit = getattr(strategy, "training", "continue") == "reinit"
+    if not last or reinit:  # a resumed run has its rows and policy on disk; only a restart needs round 0 again
+        ws = warm_start(session, cfg, reg, run_dir if not last else None)
+        r.start_state = ws["state"]
+        rows = [dict(strategy=cfg.strategy, seed=cfg.seed, round=0, labels_round=ws["labels"],
+                     labels_spent=ws["labels"], pairs_trained=ws["pairs"], label_agreement=float("nan"),
+                     train_loss=ws["loss"], **ws["metrics"])]
+        r.spent = ws["labels"]
+        session.reset_policy(ws["state"])
     if last:
         rows = kept.to_dict(orient="records")
         r.spent = int(rows[-1]["labels_spent"])

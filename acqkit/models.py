@@ -36,10 +36,32 @@ def resolve(spec: str) -> str:
 
         return str(ensure_smollm2(cache_dir() / "smollm2"))
     path = Path(spec).expanduser()
-    looks_local = spec.startswith((".", "/", "~")) or path.exists()
-    if looks_local and not (path / "config.json").exists():
+    if is_local(spec) and not (path / "config.json").exists():
         raise FileNotFoundError(f"--model {spec!r}: no model directory with a config.json at {path}")
-    return str(path) if looks_local else spec
+    return str(path) if is_local(spec) else spec
+
+
+def is_local(spec: str) -> bool:
+    """A path (it exists, or it starts like one) rather than a hub id."""
+    return spec.startswith((".", "/", "~")) or Path(spec).expanduser().exists()
+
+
+def check_hub_model(spec: str) -> None:
+    """Fetch a hub model's config.json now (network or the HF cache), so a typo or an offline
+    machine fails in seconds with the model named, not with a transformers traceback at load time."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        hf_hub_download(spec, "config.json")  # cached: the real load reuses it
+    except ValueError as exc:  # HFValidationError: not an "org/name" id
+        raise ValueError(f"--model {spec!r}: not a local model directory, nor a valid Hugging Face model id "
+                         f"({str(exc).splitlines()[0]})") from exc
+    except OSError as exc:  # not on the hub, gated, or offline without a cached copy
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        raise FileNotFoundError(f"--model {spec!r}: not a local model directory, and its config.json cannot be "
+                                f"fetched from the Hugging Face hub or found in the HF cache "
+                                f"({type(exc).__name__}: {reason}). Check the id, log in for a gated model, or "
+                                "pass a local directory") from exc
 
 
 def load_tokenizer(spec: str, trust_remote_code: bool = False):

@@ -134,12 +134,12 @@ def _options(spec: str, args: str | None) -> dict[str, Any]:
 
 
 def split_specs(text: str) -> list[str]:
-    """Split a comma-separated list of specs, keeping commas inside parentheses."""
+    """Split a comma-separated list of specs, keeping commas inside parentheses (and a report's [tags])."""
     out, depth, cur = [], 0, ""
     for ch in text:
-        if ch == "(":
+        if ch in "([":
             depth += 1
-        elif ch == ")":
+        elif ch in ")]":
             depth -= 1
         if ch == "," and depth == 0:
             out.append(cur.strip())

@@ -29,7 +29,9 @@ def check_config(cfg: RunConfig, reg: Registry, n_train: int | None = None) -> N
     _named("task", cfg.task, "task", reg, build=False)
     _named("sampler", cfg.sampler, "sampler", reg, build=False)
     if cfg.model not in models.EMBEDDED:
-        models.resolve(cfg.model)  # a local path must hold a model; a hub id is checked when loaded
+        models.resolve(cfg.model)  # a local path must hold a model
+        if not models.is_local(cfg.model):
+            models.check_hub_model(cfg.model)
     per_round = budgets.per_round(cfg.budget, cfg.schedule, cfg.rounds)
     check_budget(cfg, strategy, per_round, task_size(cfg, reg) if n_train is None else n_train)
 

@@ -50,6 +50,46 @@ def read_config(run_dir: Path) -> dict:
     return data.get("base", data)
 
 
+def load_many(paths: list[str | Path]) -> tuple[pd.DataFrame, dict, list[Path]]:
+    """Several run directories as one table, e.g. the same strategy under three budget schedules.
+
+    With more than one, each strategy is tagged with the config fields that tell its directory
+    apart (``always-smallest [schedule=decrease]``), or with the directory's name if none do;
+    the returned config keeps only the fields they share. Seeds pair across directories.
+    """
+    loaded = [load_results(p) for p in paths]
+    configs = [read_config(found.parent) for _, found in loaded]
+    files = [found for _, found in loaded]
+    if len(loaded) == 1:
+        return loaded[0][0], configs[0], files
+    keys = list(dict.fromkeys(k for c in configs for k in c))
+    differ = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
+    frames = []
+    for (frame, found), config in zip(loaded, configs):
+        tag = ", ".join(f"{k}={_value(config.get(k))}" for k in differ) or str(found.parent)
+        frames.append(frame.assign(strategy=frame["strategy"].astype(str) + f" [{tag}]"))
+    common = {k: v for k, v in configs[0].items() if k not in differ}
+    return pd.concat(frames, ignore_index=True), common, files
+
+
+def _value(v) -> str:
+    return ",".join(map(str, v)) if isinstance(v, list) else str(v)
+
+
+def select(results: pd.DataFrame, strategies: list[str] | None) -> pd.DataFrame:
+    """Only the named strategies, in that order; an unknown name lists the ones there are."""
+    if not strategies:
+        return results
+    known = list(dict.fromkeys(results["strategy"]))
+    unknown = [s for s in strategies if s not in known]
+    if unknown:
+        raise ValueError(f"--strategies: no results for {', '.join(map(repr, unknown))}; "
+                         f"the results hold {', '.join(map(repr, known))}")
+    chosen = results[results["strategy"].isin(strategies)]
+    order = {s: i for i, s in enumerate(strategies)}
+    return chosen.sort_values("strategy", key=lambda col: col.map(order), kind="stable").reset_index(drop=True)
+
+
 def summarize(results: pd.DataFrame, rounds: str | int = "final", baseline: str | None = "random") -> pd.DataFrame:
     """Mean and 95% CI half-width over seeds per strategy and round, plus the paired difference to ``baseline``.
 

@@ -14,7 +14,6 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from acqkit import hookimpl
 from acqkit.cli import cli
 from acqkit.config import preset
 from acqkit.ledger import Ledger, LedgerError
@@ -22,7 +21,7 @@ from acqkit.loop import run
 from acqkit.plugins import PluginError, collect, make_manager
 from acqkit.session import Session
 from acqkit.validate import PluginOutputError
-from kill_helpers import FAULTS
+from kill_helpers import FAULTS, StopAfterRound
 
 BASE = dict(rounds=1, budget=4, seed_labels=0, eval_prompts=4, kl_samples=0, max_new_tokens=8)
 BAD = r"\(plugin 'bad' from package acqkit-bad\)"
@@ -132,20 +131,13 @@ def test_an_unknown_seed_labeler_in_a_config_file_is_named(tmp_path):
     assert not (tmp_path / "cmp").exists()
 
 
-class StopAfterRound:
-    @hookimpl
-    def acqkit_round_end(self, round):
-        if round == 1:
-            raise KeyboardInterrupt
-
-
 @pytest.fixture(scope="module")
 def interrupted(session, tmp_path_factory):
     """A run directory left after round 1 of 2, as a Ctrl-C leaves it."""
     out = tmp_path_factory.mktemp("interrupted") / "run"
     with pytest.raises(KeyboardInterrupt):
         run(preset("smoke", **{**BASE, "rounds": 2}), session, out=out,
-            registry=collect(make_manager(extra_plugins=[StopAfterRound()])))
+            registry=collect(make_manager(extra_plugins=[StopAfterRound(1)])))
     return out
 
 

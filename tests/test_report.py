@@ -138,6 +138,31 @@ def test_results_file_of_either_kind(tmp_path):
     assert path.name == "results.parquet" and len(frame) == 19
 
 
+def test_several_run_directories_make_one_table_tagged_by_what_differs(tmp_path):
+    """Two comparisons that differ only in schedule: one table, strategies tagged, seeds paired across them."""
+    table = hand_table()
+    for schedule, shift in (("constant", 0.0), ("decrease", 0.05)):
+        d = tmp_path / schedule
+        d.mkdir()
+        table.assign(win_rate=table["win_rate"] + shift).to_csv(d / "results.csv", index=False)
+        (d / "config.toml").write_text(f'strategies = ["random"]\n[base]\ntask = "t"\nmodel = "m"\n'
+                                       f'budget = 8\nschedule = "{schedule}"\n')
+    args = ["report", str(tmp_path / "constant"), str(tmp_path / "decrease"), "--markdown",
+            "--strategies", "steady [schedule=decrease],steady [schedule=constant]",
+            "--baseline", "steady [schedule=constant]"]
+    out = CliRunner().invoke(cli, args)
+    assert out.exit_code == 0, out.output
+    lines = [line for line in out.output.splitlines() if line.startswith("| steady")]
+    assert [line.split(" | ")[0] for line in lines] == ["| steady [schedule=constant]", "| steady [schedule=decrease]"]
+    assert lines[1].endswith("| +0.050 ± 0.000 |")  # paired by seed: exactly the shift, on every seed
+    assert "t on m, budget 8" in out.output and "plots: none" in out.output
+    drawn = CliRunner().invoke(cli, [*args, "--plots", str(tmp_path / "plots")])
+    assert drawn.exit_code == 0 and (tmp_path / "plots" / "winrate_vs_labels.png").exists()
+    unknown = CliRunner().invoke(cli, [*args[:4], "--strategies", "steady"])
+    assert unknown.exit_code == 1 and "--strategies: no results for 'steady'" in unknown.output
+    assert "'steady [schedule=decrease]'" in unknown.output
+
+
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory):
     out = tmp_path_factory.mktemp("cmp") / "run"

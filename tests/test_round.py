@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from acqkit import loop
 from acqkit.cli import cli
 from acqkit.config import preset
 from acqkit.loop import RESULT_COLUMNS, run
@@ -63,15 +64,21 @@ def test_same_seed_same_results(tmp_path):
     assert texts("a")[4:] != texts("c")[4:]  # a different seed samples different responses (warm start shared)
 
 
-@pytest.mark.parametrize("strategy", ["smallest-margin", "apl-certainty(og=2)", "selfee(judge=previous, soft=true)"])
-def test_resume_after_a_stop_between_rounds_matches_an_uninterrupted_run(tmp_path, strategy):
+@pytest.mark.parametrize("strategy, warm_starts", [("smallest-margin", 0), ("apl-certainty(og=2)", 1),
+                                                    ("selfee(judge=previous, soft=true)", 0)])
+def test_resume_after_a_stop_between_rounds_matches_an_uninterrupted_run(tmp_path, monkeypatch, strategy,
+                                                                         warm_starts):
     cfg = preset("smoke", strategy=strategy, rounds=3, budget=12, seed_labels=4)
     run(cfg, out=tmp_path / "full")
     crashing = collect(make_manager(extra_plugins=[StopAfterRound(2)]))
     with pytest.raises(KeyboardInterrupt):
         run(cfg, out=tmp_path / "resumed", registry=crashing)
     assert len(pd.read_csv(tmp_path / "resumed" / "results.csv")) == 3  # rounds 0..2 persisted
+    calls = []
+    real = loop.warm_start
+    monkeypatch.setattr(loop, "warm_start", lambda *a, **k: calls.append(1) or real(*a, **k))
     run(cfg, out=tmp_path / "resumed", resume=True)
+    assert len(calls) == warm_starts  # only a strategy that restarts from round 0 each round redoes it
     for name in ("results.csv", "labels.jsonl", "examples.jsonl"):
         assert (tmp_path / "full" / name).read_bytes() == (tmp_path / "resumed" / name).read_bytes(), name
 

@@ -13,28 +13,22 @@ import urllib.request
 import pytest
 import torch
 
-from acqkit import hookimpl, models
+from acqkit import models
 from acqkit.config import RunConfig, preset
 from acqkit.loop import label_pairs, run
 from acqkit.plugins import collect, make_manager
 from acqkit.rundir import PICKLE_SUFFIXES, load_checkpoint
 from acqkit_plugins.human_web import HumanWebLabeler
+from kill_helpers import StopAfterRound
 from labeling_helpers import PROMPTS, pairs, table
 
 SAFE_SUFFIXES = {".csv", ".toml", ".jsonl", ".sqlite", ".safetensors", ".json", ""}  # "" = ACQKIT_ROUND
 
 
-class StopAfterRound:
-    @hookimpl
-    def acqkit_round_end(self, round):
-        if round == 1:
-            raise KeyboardInterrupt
-
-
 def test_a_run_writes_no_pickle_and_resumes_without_unpickling_anything(tmp_path, monkeypatch):
     cfg = preset("smoke", rounds=2, budget=8, seed_labels=4, eval_prompts=4, max_new_tokens=8)
     with pytest.raises(KeyboardInterrupt):
-        run(cfg, out=tmp_path, registry=collect(make_manager(extra_plugins=[StopAfterRound()])))
+        run(cfg, out=tmp_path, registry=collect(make_manager(extra_plugins=[StopAfterRound(1)])))
     assert {p.suffix for p in tmp_path.rglob("*") if p.is_file()} <= SAFE_SUFFIXES
     assert (tmp_path / "checkpoint" / "model.safetensors").exists()
 
