@@ -54,8 +54,9 @@ def load_many(paths: list[str | Path]) -> tuple[pd.DataFrame, dict, list[Path]]:
     """Several run directories as one table, e.g. the same strategy under three budget schedules.
 
     With more than one, each strategy is tagged with the config fields that tell its directory
-    apart (``always-smallest [schedule=decrease]``), or with the directory's name if none do;
-    the returned config keeps only the fields they share. Seeds pair across directories.
+    apart (``always-smallest [schedule=decrease]``), or with the directory's path if none do;
+    the returned config keeps only the fields they share. Seeds pair across directories
+    (``strategy`` and ``seed`` are columns already, so two ``acqkit run`` directories never tag by them).
     """
     loaded = [load_results(p) for p in paths]
     configs = [read_config(found.parent) for _, found in loaded]
@@ -63,7 +64,7 @@ def load_many(paths: list[str | Path]) -> tuple[pd.DataFrame, dict, list[Path]]:
     if len(loaded) == 1:
         return loaded[0][0], configs[0], files
     keys = list(dict.fromkeys(k for c in configs for k in c))
-    differ = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
+    differ = [k for k in keys if k not in KEYS and len({repr(c.get(k)) for c in configs}) > 1]
     frames = []
     for (frame, found), config in zip(loaded, configs):
         tag = ", ".join(f"{k}={_value(config.get(k))}" for k in differ) or str(found.parent)

@@ -200,12 +200,24 @@ def render(table) -> str:
     return console.export_text()
 
 
-@pytest.mark.parametrize("name, args", [("one-round", []), ("three-rounds", ["--rounds", "all", "--baseline", "always-random"])])
-def test_the_results_page_shows_what_report_prints(tmp_path, name, args):
+SCHEDULES = ["--strategies", "always-smallest [schedule=decrease],always-smallest [schedule=constant],"
+                            "always-smallest [schedule=increase]", "--baseline", "always-smallest [schedule=constant]"]
+
+
+@pytest.mark.parametrize("names, args", [
+    (["one-round"], []),
+    (["three-rounds"], ["--rounds", "all", "--baseline", "always-random"]),
+    (["three-rounds", "decrease", "increase"], SCHEDULES),
+    (["three-rounds", "decrease", "increase"], ["--rounds", "all", *SCHEDULES]),
+])
+def test_the_results_page_shows_what_report_prints(tmp_path, names, args):
     """docs/results.md's tables are exactly `acqkit report --markdown` of the committed results."""
     docs = Path(__file__).parent.parent / "docs"
-    shutil.copytree(docs / "results" / name, tmp_path / name)  # report redraws the plots: keep the tree clean
-    out = CliRunner().invoke(cli, ["report", str(tmp_path / name), "--markdown", *args])
+    for name in names:  # report redraws the plots: keep the tree clean
+        shutil.copytree(docs / "results" / name, tmp_path / name)
+    out = CliRunner().invoke(cli, ["report", *(str(tmp_path / name) for name in names), "--markdown", *args])
     assert out.exit_code == 0, out.output
-    table = out.output.split("\nplots:")[0].replace(str(tmp_path / name), f"docs/results/{name}").strip()
+    table = out.output.split("\nplots:")[0].strip()
+    for name in names:
+        table = table.replace(str(tmp_path / name), f"docs/results/{name}")
     assert table in (docs / "results.md").read_text(encoding="utf-8")
