@@ -7,6 +7,7 @@ Converted models are cached as safetensors under :func:`cache_dir`.
 """
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -35,10 +36,12 @@ def resolve(spec: str) -> str:
         from .smollm2 import ensure_smollm2
 
         return str(ensure_smollm2(cache_dir() / "smollm2"))
+    if not is_local(spec):
+        return spec
     path = Path(spec).expanduser()
-    if is_local(spec) and not (path / "config.json").exists():
+    if not (path / "config.json").exists():
         raise FileNotFoundError(f"--model {spec!r}: no model directory with a config.json at {path}")
-    return str(path) if is_local(spec) else spec
+    return str(path)
 
 
 def is_local(spec: str) -> bool:
@@ -46,6 +49,7 @@ def is_local(spec: str) -> bool:
     return spec.startswith((".", "/", "~")) or Path(spec).expanduser().exists()
 
 
+@functools.lru_cache(maxsize=None)  # once per process: a comparison checks every cell of its grid
 def check_hub_model(spec: str) -> None:
     """Fetch a hub model's config.json now (network or the HF cache), so a typo or an offline
     machine fails in seconds with the model named, not with a transformers traceback at load time."""
