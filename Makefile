@@ -1,4 +1,4 @@
-# Two commands: `make compare` and `make test`. Each builds .venv on first use.
+# Two commands: `make compare` and `make test` (`make test-fast` for the inner loop). Each builds .venv on first use.
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # `make TORCH_SPEC=torch ...` on a GPU box.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install compare test smoke clean
+.PHONY: install compare test test-fast smoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,6 +26,10 @@ smoke: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# No SmolLM2 and no other processes (pyproject.toml's markers): what to run while editing.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow and not integration" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) runs

@@ -1,3 +1,3 @@
-from .cli import main
+from acqkit.cli import main
 
 main()

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import CompareConfig, to_toml
-from .loop import RESULT_COLUMNS, run
-from .plugins import Registry, registry as default_registry
-from .preflight import check_config, check_resume, task_size
-from .rundir import write_csv, write_parquet, write_text
-from .session import Session
+from acqkit.config import CompareConfig, to_toml
+from acqkit.round.loop import RESULT_COLUMNS, run
+from acqkit.plugins import Registry, registry as default_registry
+from acqkit.preflight import check_config, check_resume, task_size
+from acqkit.store.claim import claim
+from acqkit.store.rundir import write_csv, write_parquet, write_text
+from acqkit.round.session import Session
 
 
 def preflight(ccfg: CompareConfig, reg: Registry, resume_dir: Path | None = None) -> None:
@@ -28,25 +29,28 @@ def slug(text: str) -> str:
 
 
 def compare(ccfg: CompareConfig, out: str | Path, registry: Registry | None = None,
-            on_run_done=None, resume: bool = False) -> pd.DataFrame:
+            on_run_done=None, resume: bool = False, overwrite: bool = False) -> pd.DataFrame:
     """Run the grid; writes ``out/results.csv`` after every finished run and returns it.
 
-    ``resume=True`` keeps every finished (strategy, seed, round) and continues the rest.
+    ``resume=True`` keeps every finished (strategy, seed, round) and continues the rest;
+    ``overwrite=True`` moves a directory that holds earlier results aside first
+    (without either, such a directory is refused: :func:`acqkit.store.claim.claim`).
     """
     reg = registry or default_registry()
     out = Path(out)
     preflight(ccfg, reg, out if resume else None)  # bad names, paths, budgets: fail before loading a model
-    t0 = time.perf_counter()
-    session = Session.open(ccfg.base, reg)  # reads and checks the prompts: a bad file leaves no run directory
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.toml", to_toml(ccfg))
-    session.workdir = out  # the shared warm start's labels go to the comparison's ledger
-    frames = []
-    for cfg in ccfg.runs():
-        frames.append(run(cfg, session, out / "runs" / slug(cfg.strategy) / f"seed-{cfg.seed}", reg, resume=resume))
-        results = pd.concat(frames, ignore_index=True)[RESULT_COLUMNS]
-        write_csv(results, out / "results.csv")
-        write_parquet(results, out / "results.parquet")
-        if on_run_done:
-            on_run_done(cfg, results, time.perf_counter() - t0)
+    with claim(out, resume=resume, overwrite=overwrite):  # one writer, before any model loads
+        t0 = time.perf_counter()
+        session = Session.open(ccfg.base, reg)  # reads and checks the prompts: a bad file leaves no run directory
+        write_text(out / "config.toml", to_toml(ccfg))
+        session.workdir = out  # the shared warm start's labels go to the comparison's ledger
+        frames = []
+        for cfg in ccfg.runs():
+            frames.append(run(cfg, session, out / "runs" / slug(cfg.strategy) / f"seed-{cfg.seed}", reg,
+                              resume=resume))
+            results = pd.concat(frames, ignore_index=True)[RESULT_COLUMNS]
+            write_csv(results, out / "results.csv")
+            write_parquet(results, out / "results.parquet")
+            if on_run_done:
+                on_run_done(cfg, results, time.perf_counter() - t0)
     return results

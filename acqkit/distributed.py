@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import os
 
+from acqkit.errors import AcqkitError
+
 
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
@@ -47,11 +49,14 @@ def from_main(fn):
         try:
             box = [("ok", fn())]
         except Exception as exc:  # the others must not wait forever for a result that never comes
-            box, error = [("error", f"{type(exc).__name__}: {exc}")], exc
+            kind = "user-error" if isinstance(exc, AcqkitError) else "error"  # the others say it the same way
+            box, error = [(kind, f"{type(exc).__name__}: {exc}" if kind == "error" else str(exc))], exc
     dist.broadcast_object_list(box, src=0)
     kind, value = box[0]
     if error is not None:
         raise error
+    if kind == "user-error":
+        raise AcqkitError(f"(from the main process) {value}")
     if kind == "error":
         raise RuntimeError(f"the main process failed: {value}")
     return value

@@ -7,12 +7,16 @@ Changing a spec in an incompatible way bumps ``API_VERSION``.
 API versions: 1.0 strategies, labelers, refiners, tasks and ``acqkit_round_end``;
 1.1 (additive) ``acqkit_register_oracles``: gold oracles by name, which tasks
 (the sentiment task, ``file:PATH`` prompt files) look up; and
-``acqkit_register_samplers``: generation backends (``hf``, or an outside engine).
+``acqkit_register_samplers``: generation backends (``hf``, or an outside engine);
+1.2 (additive) the strategy building blocks (``acqkit.strategies``, re-exported
+from ``acqkit``), ``Strategy.training_set`` / ``TrainingSet``, ``checkpointed``
+component state, ``declared`` (the interface defaults for duck-typed
+components), ``Prompt.extras`` and ``token_counts`` on oracles and tasks.
 """
 import pluggy
 
 PROJECT = "acqkit"
-API_VERSION = "1.1"
+API_VERSION = "1.2"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -47,7 +51,7 @@ def acqkit_register_oracles(register):
     """Register gold oracles: ``register(name, factory)``; see :class:`acqkit.Oracle`.
 
     A task names its oracle (``file(path=..., oracle=vader)``) and builds it with
-    :func:`acqkit.plugins.build`, so one oracle serves any prompt set. Added in 1.1.
+    :func:`acqkit.build`, so one oracle serves any prompt set. Added in 1.1.
     """
 
 

@@ -9,19 +9,20 @@ from __future__ import annotations
 from math import comb
 from pathlib import Path
 
-from . import budget as budgets
-from . import models
-from .config import RunConfig
-from .guard import guarded_build
-from .ledger import LEDGER_FILE, Ledger
-from .plugins import Registry, UnknownComponent, parse_spec
+from acqkit.round import budget as budgets
+from acqkit import models
+from acqkit.components import Strategy, declared
+from acqkit.config import RunConfig
+from acqkit.errors import ConfigError
+from acqkit.store.ledger import LEDGER_FILE, Ledger
+from acqkit.plugins import Registry, UnknownComponent, parse_spec
 
 
 def check_config(cfg: RunConfig, reg: Registry, n_train: int | None = None) -> None:
     """Raise a clear error for anything in ``cfg`` that cannot run; ``n_train``: the task's train prompts."""
     strategy = _named("strategy", cfg.strategy, "strategy", reg)
-    labeler = getattr(strategy, "labeler", None) or cfg.labeler  # a recipe may bring its own
-    refiner = getattr(strategy, "refiner", None) or cfg.refiner
+    labeler = declared(strategy, Strategy, "labeler") or cfg.labeler  # a recipe may bring its own
+    refiner = declared(strategy, Strategy, "refiner") or cfg.refiner
     _named("labeler", labeler, "labeler", reg, build=False)
     if cfg.seed_labels:
         _named("labeler", cfg.seed_labeler, "seed_labeler", reg, build=False)
@@ -44,15 +45,15 @@ def task_size(cfg: RunConfig, reg: Registry) -> int:
 def check_budget(cfg: RunConfig, strategy, per_round: list[int], n_train: int) -> None:
     """Every round's budget must fit in the pairs that can exist: train prompts x C(responses, 2)."""
     if cfg.seed_labels > n_train:
-        raise ValueError(f"config field 'seed_labels' = {cfg.seed_labels}: the warm start labels one pair per "
-                         f"prompt and task {cfg.task!r} has {n_train} train prompts")
+        raise ConfigError(f"config field 'seed_labels' = {cfg.seed_labels}: the warm start labels one pair per "
+                          f"prompt and task {cfg.task!r} has {n_train} train prompts")
     for rnd, b in enumerate(per_round, 1):
-        n = strategy.plan(b, cfg.n_responses, cfg.temperature).n_responses
+        n = declared(strategy, Strategy, "plan")(b, cfg.n_responses, cfg.temperature).n_responses
         exist = n_train * comb(n, 2)
         if b > exist:
-            raise ValueError(f"config field 'budget' = {cfg.budget}: round {rnd} of {cfg.rounds} would buy {b} "
-                             f"labels but only {exist} distinct pairs exist ({n_train} train prompts of task "
-                             f"{cfg.task!r} x C({n}, 2)); lower the budget or add rounds")
+            raise ConfigError(f"config field 'budget' = {cfg.budget}: round {rnd} of {cfg.rounds} would buy {b} "
+                              f"labels but only {exist} distinct pairs exist ({n_train} train prompts of task "
+                              f"{cfg.task!r} x C({n}, 2)); lower the budget or add rounds")
 
 
 def check_resume(run_dir: Path) -> None:
@@ -65,6 +66,6 @@ def check_resume(run_dir: Path) -> None:
 
 def _named(kind: str, spec: str, field: str, reg: Registry, build: bool = True):
     try:
-        return guarded_build(reg, kind, spec) if build else reg.get(kind, parse_spec(spec)[0])
+        return reg.build(kind, spec) if build else reg.get(kind, parse_spec(spec)[0])
     except UnknownComponent as exc:
         raise UnknownComponent(f"config field {field!r}: {exc}") from exc

@@ -8,7 +8,7 @@ cosine; with a one-step warm-up TRL's first step runs at lr 0 and acqkit's at th
 peak), sigmoid loss, no label smoothing, grad-norm clipping at 1.0, AdamW without
 weight decay, float32 on CPU, one epoch.
 Both precompute the reference log-probs: TRL with ``precompute_ref_log_probs=True``,
-acqkit with ``acqkit.scorer.score`` on the reference model; that pass is timed and
+acqkit with ``acqkit.round.score.score`` on the reference model; that pass is timed and
 reported separately, so pairs/s is shown with and without it (TRL's tokenization
 and Trainer set-up are shown but count for neither).
 
@@ -46,8 +46,8 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # TRL's reference-precompute progres
 import torch  # noqa: E402
 
 from acqkit.models import load_model, load_tokenizer  # noqa: E402
-from acqkit.scorer import score  # noqa: E402
-from acqkit.trainer import Example, TrainConfig, batch_loss, shard_batches, train  # noqa: E402
+from acqkit.round.score import score  # noqa: E402
+from acqkit.round.train import Example, TrainConfig, batch_loss, shard_batches, train  # noqa: E402
 from scoring import length_mix, machine, padding_fraction  # noqa: E402  (benchmarks/scoring.py)
 
 TOL = 1e-4
@@ -112,7 +112,7 @@ def trl_first_loss(trainer, n: int) -> float:
 
 
 def acqkit_examples(reference, tokens: list[dict], pad_id: int, batch_size: int) -> list[Example]:
-    """Examples on TRL's token ids, reference log-probs from ``acqkit.scorer.score``."""
+    """Examples on TRL's token ids, reference log-probs from ``acqkit.round.score.score``."""
     prompts = [t["prompt_ids"] for t in tokens]
     ref, _ = score(reference, prompts * 2, [t["chosen_ids"] for t in tokens] + [t["rejected_ids"] for t in tokens],
                    pad_id, batch_size, with_entropy=False)
@@ -127,7 +127,7 @@ def step_breakdown(trainer, policy, examples: list[Example], args, pad_id: int) 
     The backbone row runs ``model.model`` on acqkit's padded batch with a dummy
     loss: the arithmetic both trainers must do whatever their LM head does.
     """
-    from acqkit.batching import left_pad
+    from acqkit.round.batching import left_pad
 
     batch = examples[: args.batch_size]
     keys = ("prompt_ids", "chosen_ids", "rejected_ids", "ref_chosen_logps", "ref_rejected_logps")

@@ -1,11 +1,11 @@
 """Time and peak memory of one full acqkit round, stage by stage (sample, score, select, label, train, evaluate).
 
 The round is round 1 of ``preset("default")`` (SmolLM2-135M, the random
-strategy, gold labels) run through the stage functions of ``acqkit.loop`` with
+strategy, gold labels) run through the stage functions of ``acqkit.round.loop`` with
 one ``Session``, from the initial weights (the round-0 warm start is not part of
 the round and is skipped). ``sample_and_score`` is one function in acqkit; to
 split it, this script wraps the session's sampler (``session.generate``) and the
-``score`` function of ``acqkit.loop`` (policy) and ``acqkit.refcache`` (reference)
+``score`` function of ``acqkit.round.loop`` (policy) and ``acqkit.round.refcache`` (reference)
 (in this process only, acqkit's code is untouched); whatever else it does (decoding,
 assembling the response table) is shown as ``table``. Labels are persisted to a
 temporary run directory, as in a real run.
@@ -32,13 +32,13 @@ import numpy as np
 import psutil
 import torch
 
-from acqkit import budget as budgets
-from acqkit import loop, refcache
+from acqkit.round import budget as budgets
+from acqkit.round import label, loop, refcache
 from acqkit.components import RefineContext
 from acqkit.config import preset
 from acqkit.plugins import registry
-from acqkit.session import Session, stage_seed
-from acqkit.validate import check_pairs
+from acqkit.round.session import Session, stage_seed
+from acqkit.round.select import check_pairs
 from scoring import machine  # benchmarks/scoring.py
 
 MiB = 2**20
@@ -125,7 +125,7 @@ def main() -> None:
         rng = np.random.default_rng(stage_seed(cfg.seed, rnd, "select"))
         pairs = check_pairs(strategy.select(table, budget, rng, cfg.beta), table, budget, cfg.strategy)
     with rec.stage("label"):
-        labels = loop.label_pairs(session, cfg, labeler, cfg.labeler, pairs, table, rnd, run_dir)
+        labels = label.label_pairs(session, cfg, labeler, cfg.labeler, pairs, table, rnd, run_dir)
     with rec.stage("train"):
         examples = loop.examples_from(refiner.refine(labels, table), table)
         targets = refiner.in_training(RefineContext(round=rnd, beta=cfg.beta, reference=None))

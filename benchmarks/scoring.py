@@ -3,7 +3,7 @@
 What is measured, on the same sequences (chat-templated sentiment prompts,
 responses of 8..64 tokens of review-like words):
 
-* ``acqkit.scorer.score``: left-padded, length-bucketed batches, logits only at
+* ``acqkit.round.score.score``: left-padded, length-bucketed batches, logits only at
   response positions (``logits_to_keep``); with and without the per-token entropy.
 * the same batches without length bucketing (input order), to show what the buckets buy;
 * the padding-free limit as the issue defines it: one unpadded forward per
@@ -28,10 +28,10 @@ import time
 import numpy as np
 import torch
 
-from acqkit.batching import left_pad, length_buckets
+from acqkit.round.batching import left_pad, length_buckets
 from acqkit.models import load_model, load_tokenizer
-from acqkit.sampler import encode_prompts
-from acqkit.scorer import response_logps, score
+from acqkit.round.sample import encode_prompts
+from acqkit.round.score import response_logps, score
 
 WORDS = (
     "the film movie story acting cast plot scenes director music ending characters performance cinema "

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from acqkit.plugins import registry
-from acqkit.table import grouped
+from acqkit.strategies import grouped
 
 SPECS = (
     "smallest-margin", "random", "margin(instance=largest)", "always-smallest", "always-random",
@@ -57,7 +57,7 @@ def main() -> None:
     print(f"{args.prompts} prompts x {args.responses} responses = {pairs:,} pairs, budget {args.budget}; "
           f"best of {args.repeat} runs")
     values = table["logp_policy"].to_numpy()
-    print(f"  {'(acqkit.table.grouped alone: the [P, N] reshape)':60s} "
+    print(f"  {'(acqkit.strategies.grouped alone: the [P, N] reshape)':60s} "
           f"{best_ms(lambda: grouped(table, values), args.repeat):8.1f} ms")
     reg = registry()
     for spec in SPECS:

@@ -18,9 +18,9 @@ import pandas as pd
 
 from acqkit import hookimpl
 from acqkit.config import load_compare, read_toml
-from acqkit.ledger import Ledger
-from acqkit.loop import RESULT_COLUMNS
-from acqkit.rundir import checkpoint_round, load_checkpoint
+from acqkit.store.ledger import Ledger
+from acqkit.round.loop import RESULT_COLUMNS
+from acqkit.store.rundir import checkpoint_round, load_checkpoint
 
 FAULTS = Path(__file__).parent / "faults"
 

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 
 from acqkit import LabelContext, Labeler, Prompt
-from acqkit.ledger import RoundLedger, labeler_identity
-from acqkit.table import pairs_frame
+from acqkit.store.ledger import RoundLedger, labeler_identity
+from acqkit.strategies import pairs_frame
 
 PROMPTS = [Prompt("p0", ({"role": "user", "content": "Review Citizen Kane."},)),
            Prompt("p1", ({"role": "user", "content": "Review Vertigo."},))]

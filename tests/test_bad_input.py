@@ -16,11 +16,11 @@ from click.testing import CliRunner
 
 from acqkit.cli import cli
 from acqkit.config import preset
-from acqkit.ledger import Ledger, LedgerError
-from acqkit.loop import run
+from acqkit.store.ledger import Ledger, LedgerError
+from acqkit.round.loop import run
 from acqkit.plugins import PluginError, collect, make_manager
-from acqkit.session import Session
-from acqkit.validate import PluginOutputError
+from acqkit.round.session import Session
+from acqkit.errors import PluginOutputError, PromptError
 from kill_helpers import FAULTS, StopAfterRound
 
 BASE = dict(rounds=1, budget=4, seed_labels=0, eval_prompts=4, kl_samples=0, max_new_tokens=8)
@@ -63,6 +63,8 @@ def assert_nothing_trusted(out, ledger_empty=True):
     ("strategy", "bad-over-budget", PluginOutputError, "returned 5 pairs, over the round's budget of 4"),
     ("strategy", "bad-raises", PluginError, f"strategy 'bad-raises' {BAD} raised RuntimeError in select\\(\\): "
                                             r"selection exploded \(at .*acqkit_bad.py:\d+\)"),
+    ("strategy", "bad-pandas", PluginError, f"strategy 'bad-pandas' {BAD} raised KeyError in select\\(\\): "
+                                            r".*\(at [^()]*acqkit_bad.py:\d+\)$"),  # its own line, not pandas'
     ("strategy", "bad-factory", PluginError, f"strategy 'bad-factory' {BAD} raised KeyError while being built"),
     ("labeler", "nan-oracle", PluginOutputError,
      r"labeler 'nan-oracle' returned p = NaN \(no preference\) for 4 pair\(s\) it charged for"),
@@ -100,6 +102,47 @@ def test_the_cli_shows_a_plugin_error_as_one_line(reg, tmp_path, monkeypatch):
                                       "--max-new-tokens", "8", "--kl-samples", "0", "--out", str(tmp_path), "--quiet"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "Error: strategy 'bad-raises' (plugin 'bad' from package acqkit-bad) raised RuntimeError" in result.output
+
+
+def test_an_oracle_returning_nan_stops_before_any_label_is_stored(reg, tmp_path):
+    cfg = preset("smoke", **BASE, task="sentiment(oracle=nan-later)")
+    with pytest.raises(PluginOutputError, match=r"^oracle 'nan-later' \(plugin 'bad' from package acqkit-bad\) "
+                                                r"returned 8 NaN or infinite reward\(s\) from reward\(\): \[nan"):
+        run(cfg, out=tmp_path, registry=reg)
+    assert_nothing_trusted(tmp_path)
+    assert not (tmp_path / "labels.jsonl").exists() or not (tmp_path / "labels.jsonl").read_text().strip()
+
+
+def test_a_task_whose_gold_reward_is_infinite_is_named_on_one_line(reg, tmp_path, monkeypatch):
+    monkeypatch.setattr("acqkit.plugins._default", reg)
+    result = CliRunner().invoke(cli, ["run", "--preset", "smoke", "--task", "inf-task", "--rounds", "1",
+                                      "--budget", "4", "--seed-labels", "0", "--eval-prompts", "3",
+                                      "--max-new-tokens", "8", "--kl-samples", "0", "--out", str(tmp_path), "--quiet"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert ("Error: task 'inf-task' (plugin 'bad' from package acqkit-bad) returned 3 NaN or infinite reward(s) "
+            "from gold_reward(): [inf, inf, inf]") in result.output
+    assert_nothing_trusted(tmp_path)
+
+
+@pytest.mark.parametrize("task, message", [
+    ("empty-prompt-task", r"task 'empty-prompt-task' \(plugin 'bad' from package acqkit-bad\), train prompt 2 "
+                          r"\('odd'\): empty prompt text"),
+    ("blank-prompt-task", r"task 'blank-prompt-task' .*, train prompt 2 \('odd'\): empty prompt text"),
+    ("long-prompt-task", r"^task 'long-prompt-task' \(plugin 'bad' from package acqkit-bad\): prompt 'odd' is "
+                         r"\d+ tokens with the chat template, over the limit of \d+"),
+])
+def test_every_task_gets_the_prompt_checks_of_a_prompt_file(reg, task, message):
+    with pytest.raises(PromptError, match=message):
+        Session.open(preset("smoke", **{**BASE, "eval_prompts": 3}, task=task), reg)
+
+
+def test_fewer_eval_prompts_than_asked_is_said(reg, caplog):
+    with caplog.at_level("WARNING", logger="acqkit"):
+        session = Session.open(preset("smoke", **{**BASE, "eval_prompts": 24}, task="small-task"), reg)
+    assert len(session.evalset.prompts) == 3
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert said == ["acqkit: eval_prompts = 24, but task 'small-task' (plugin 'bad' from package acqkit-bad) has 3 "
+                    "eval prompts: evaluating on all 3"]
 
 
 @pytest.mark.parametrize("flags, message", [

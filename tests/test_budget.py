@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from acqkit.budget import fractions, per_round
+from acqkit.round.budget import fractions, per_round
 
 
 def test_the_margin_papers_three_schedules():

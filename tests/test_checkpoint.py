@@ -3,9 +3,9 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from acqkit.config import preset
-from acqkit.loop import run
+from acqkit.round.loop import run
 from acqkit.plugins import registry
-from acqkit.session import Session
+from acqkit.round.session import Session
 
 
 def test_checkpoint_round_trips(tmp_path):

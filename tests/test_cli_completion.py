@@ -9,6 +9,8 @@ from click.testing import CliRunner
 
 from acqkit.cli import cli
 
+pytestmark = pytest.mark.integration  # acqkit and bash in subprocesses
+
 
 def acqkit(env: dict) -> subprocess.CompletedProcess:
     """`python -m acqkit` in a fresh process, as the shell would run it."""

@@ -12,6 +12,9 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.integration  # fresh acqkit processes
 
 ARGS = ["run", "--preset", "smoke", "--strategy", "smallest-margin", "--rounds", "2", "--budget", "8",
         "--seed-labels", "4", "--max-new-tokens", "8", "--eval-prompts", "4", "--quiet"]

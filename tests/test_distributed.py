@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
+
+pytestmark = pytest.mark.integration  # accelerate launch with two processes
 
 SCRIPT = Path(__file__).parent / "scripts" / "ddp_train.py"
 

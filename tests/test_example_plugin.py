@@ -21,6 +21,8 @@ import pytest
 import acqkit
 from acqkit import LabelContext
 
+pytestmark = pytest.mark.integration  # pip installs packages into the venv
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "acqkit-plugin-example"
 PACKAGE = "acqkit-plugin-example"

@@ -13,7 +13,7 @@ from acqkit.cli import cli
 from acqkit.config import load_compare
 from acqkit.hookspecs import API_VERSION
 from acqkit.plugins import ComponentError, UnknownComponent, collect, make_manager, parse_spec, registry
-from acqkit.prompt_files import read_prompts
+from acqkit.round.task import read_prompts
 
 PROMPTS = Path(__file__).parent / "data" / "prompts.jsonl"  # 24 prompts, no id or split column
 
@@ -76,12 +76,12 @@ def test_the_file_task_needs_a_path():
 
 
 def test_plugins_lists_the_oracles_and_the_api_version():
-    assert API_VERSION == "1.1"
+    assert API_VERSION == "1.2"
     result = invoke("plugins")
     assert result.exit_code == 0, result.output
     rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 3}
     assert "oracle" in rows["vader"] and "task" in rows["file"]
-    assert "plugin API 1.1" in result.output
+    assert "plugin API 1.2" in result.output
 
 
 def test_a_toml_config_takes_a_file_task(tmp_path):

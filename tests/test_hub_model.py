@@ -17,6 +17,8 @@ import pytest
 
 from acqkit import models
 
+pytestmark = pytest.mark.integration  # acqkit in subprocesses
+
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 FLAGS = ["--preset", "smoke", "--rounds", "1", "--budget", "4", "--seed-labels", "2", "--eval-prompts", "4",
          "--quiet"]

@@ -4,7 +4,8 @@ import io
 from click.testing import CliRunner
 
 from acqkit.cli import cli
-from acqkit.ledger import Ledger, ask_once
+from acqkit.round.label import ask_once
+from acqkit.store.ledger import Ledger
 from acqkit_plugins.human_cli import HumanCliLabeler
 from labeling_helpers import context, pairs, table, view
 

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from acqkit.config import RunConfig
-from acqkit.ledger import Ledger
-from acqkit.loop import label_pairs
+from acqkit.store.ledger import Ledger
+from acqkit.round.label import label_pairs
 from acqkit_plugins.human_web import HumanWebLabeler
 from labeling_helpers import PROMPTS, pairs, table
+
+pytestmark = pytest.mark.integration  # a local web server and a headless browser
 
 
 class FakeSession:

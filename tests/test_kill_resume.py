@@ -21,6 +21,8 @@ import pytest
 from kill_helpers import (CONFIG, Zygote, assert_nothing_half_written, assert_same_as_reference, child_env,
                           compare_args, install_plugin, job_env, ledger_rows, oracle_calls, tail)
 
+pytestmark = pytest.mark.integration  # child processes killed and resumed
+
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):

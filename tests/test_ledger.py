@@ -12,8 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from acqkit.cli import cli
-from acqkit.ledger import Ledger, LedgerError, Record, ask_once, pair_key
-from acqkit.ledger_io import export_jsonl, import_jsonl
+from acqkit.round.label import ask_once
+from acqkit.store.ledger import Ledger, LedgerError, Record, pair_key
+from acqkit.store.ledger_io import export_jsonl, import_jsonl
 from labeling_helpers import CountingLabeler, context, pairs, table, view
 
 
@@ -80,7 +81,7 @@ def test_labels_a_labeler_puts_itself_are_kept_even_if_it_then_fails(tmp_path):
 
 WRITER = textwrap.dedent("""
     import sys, time
-    from acqkit.ledger import Ledger, Record, pair_key
+    from acqkit.store.ledger import Ledger, Record, pair_key
     ledger = Ledger(sys.argv[1])
     for i in range(100000):
         key = pair_key("gold", "{}", "prompt", f"a{i}", f"b{i}")
@@ -177,3 +178,33 @@ def test_labels_cli_round_trip_and_import_feeds_a_run(tmp_path):
     bad.write_text('{"prompt": "x", "chosen": "y"}\n')
     err = runner.invoke(cli, ["labels", "import", str(bad), str(tmp_path / "l.sqlite"), "--labeler", "gold"])
     assert err.exit_code != 0 and f"{bad}:1" in err.output and "rejected" in err.output
+
+
+def test_two_processes_sharing_a_ledger_pay_for_each_pair_once(tmp_path):
+    """Two comparisons at once on one `ledger = PATH`, with a slow counting oracle (tests/faults)."""
+    import pandas as pd
+
+    from kill_helpers import CONFIG, child_env, install_plugin, oracle_calls
+
+    shared = tmp_path / "shared" / "labels.sqlite"
+    config = tmp_path / "grid.toml"  # both ask about the same pairs: same config, same seeds
+    config.write_text(CONFIG.replace('strategies = ["smallest-margin", "apl-certainty(og=2)"]',
+                                     'strategies = ["smallest-margin"]')
+                      .replace("[base]\n", f"[base]\nledger = {json.dumps(str(shared))}\n"))
+    calls = tmp_path / "calls.jsonl"
+    env = {**child_env(install_plugin(tmp_path / "site")), "ACQKIT_FAULTS_CALLS": str(calls),
+           "ACQKIT_FAULTS_SLOW": "1"}  # a 1 s oracle: both processes are at the label stage together
+    procs = [subprocess.Popen([sys.executable, "-m", "acqkit", "compare", "--config", str(config), "--out",
+                               str(tmp_path / name), "--quiet"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for name in ("a", "b")]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    asked = oracle_calls(calls, tmp_path)
+    with Ledger(shared) as ledger:
+        stored = {("shared/labels.sqlite", r.key) for r in ledger.records()}
+    assert asked and set(asked.values()) == {1}, [k for k, n in asked.items() if n > 1]  # never paid twice
+    assert set(asked) == stored  # every answer kept
+    spent = sum(pd.read_csv(tmp_path / name / "runs" / "smallest-margin" / "seed-0" / "results.csv")
+                ["labels_round"].sum() for name in ("a", "b"))
+    assert spent == len(stored)  # what the two comparisons charged is what was bought
+    assert any("waiting for PID" in out for out in outputs)  # the race was real: one waited for the other

@@ -3,10 +3,10 @@ import json
 
 from acqkit import hookimpl
 from acqkit.config import preset
-from acqkit.ledger import Ledger
-from acqkit.loop import run
+from acqkit.store.ledger import Ledger
+from acqkit.round.loop import run
 from acqkit.plugins import collect, make_manager
-from acqkit.session import Session
+from acqkit.round.session import Session
 from labeling_helpers import CountingLabeler
 
 

@@ -6,12 +6,12 @@ from peft import PeftModel
 
 from acqkit import models
 from acqkit.config import preset
-from acqkit.lora import add_lora, has_adapters, parameter_counts
-from acqkit.loop import run
+from acqkit.models.lora import add_lora, has_adapters, parameter_counts
+from acqkit.round.loop import run
 from acqkit.plugins import collect, make_manager, registry
-from acqkit.scorer import score
-from acqkit.session import Session
-from acqkit.trainer import Example, TrainConfig, batch_loss, train, trainable_last
+from acqkit.round.score import score
+from acqkit.round.session import Session
+from acqkit.round.train import Example, TrainConfig, batch_loss, train, trainable_last
 from kill_helpers import StopAfterRound
 
 BATCH = [Example([5, 6, 7], [20, 21, 22], [30, 31], -20.0, -15.0, 1.0),

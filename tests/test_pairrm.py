@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from acqkit.cli import cli
-from acqkit.ledger import Ledger
+from acqkit.store.ledger import Ledger
 from labeling_helpers import context, pairs, table
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_blender") is None,

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from acqkit.cli import cli
-from acqkit.prompt_files import Columns, PromptError, check_lengths, read_prompts
+from acqkit.round.task import Columns, PromptError, check_lengths, read_prompts
 
 GOOD = [{"prompt": f"Write a short happy note about day {i}."} for i in range(10)]
 

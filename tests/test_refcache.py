@@ -3,8 +3,8 @@ import numpy as np
 import torch
 
 from acqkit import models
-from acqkit.refcache import RefScorer, fingerprint
-from acqkit.scorer import score
+from acqkit.round.refcache import RefScorer, fingerprint
+from acqkit.round.score import score
 
 
 def sequences(n, seed=0):

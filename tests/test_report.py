@@ -10,9 +10,9 @@ from PIL import Image
 from rich.console import Console
 
 from acqkit.cli import cli
-from acqkit.plots import write_plots
-from acqkit.report import diff_cell, load_results, markdown_table, rich_table, summarize
-from acqkit.stats import mean_ci, paired_diff, verdict
+from acqkit.report.plots import write_plots
+from acqkit.report.summary import diff_cell, load_results, markdown_table, rich_table, summarize
+from acqkit.report.stats import mean_ci, paired_diff, verdict
 
 T2 = 4.303  # two-sided 95% Student-t critical value, 2 degrees of freedom (3 seeds)
 

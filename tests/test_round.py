@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from acqkit import loop
+from acqkit.round import loop
 from acqkit.cli import cli
 from acqkit.config import preset
-from acqkit.loop import RESULT_COLUMNS, run
+from acqkit.round.loop import RESULT_COLUMNS, run
 from acqkit.plugins import collect, make_manager
 from kill_helpers import StopAfterRound
 
@@ -95,3 +95,34 @@ def test_compare_resume_from_its_directory_keeps_finished_cells(tmp_path):
     assert again.exit_code == 0, again.output
     assert (out / "results.csv").read_bytes() == before
     assert marker.stat().st_mtime_ns == stamp  # nothing was recomputed
+
+
+def test_runs_on_one_session_share_cached_stages_only_when_the_config_allows(monkeypatch):
+    """The warm start and round 1's table are shared across strategies, never across what shapes them."""
+    from acqkit.plugins import registry
+    from acqkit.round.session import Session
+
+    base = preset("smoke", strategy="random", rounds=1, budget=4, seed_labels=2, eval_prompts=4, max_new_tokens=8,
+                  epochs=1, seed_epochs=1)
+    session = Session.open(base, registry())
+    computed = []
+    real = loop.sample_and_score
+    monkeypatch.setattr(loop, "sample_and_score",
+                        lambda *a, **k: computed.append((a[3], real(*a, **k))) or computed[-1][1])
+
+    def rounds_computed(cfg):
+        computed.clear()
+        run(cfg, session=session)
+        return [r for r, _ in computed]
+
+    assert rounds_computed(base) == [0, 1]
+    first = {r: t for r, t in computed}
+    assert rounds_computed(replace(base, strategy="smallest-margin")) == []  # same warm start, same plan
+    # what shaped the warm-start policy: round 1 samples from another policy
+    assert rounds_computed(replace(base, lr=base.lr / 2)) == [0, 1]
+    # generation reseeds per batch, so the batch size changes the samples of both rounds
+    assert rounds_computed(replace(base, gen_batch_size=3)) == [0, 1]
+    other = {r: t for r, t in computed}
+    for r in (0, 1):
+        assert first[r]["response_ids"].tolist() != other[r]["response_ids"].tolist()
+    assert rounds_computed(replace(base, gen_batch_size=3, strategy="smallest-margin")) == []

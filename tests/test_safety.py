@@ -15,9 +15,10 @@ import torch
 
 from acqkit import models
 from acqkit.config import RunConfig, preset
-from acqkit.loop import label_pairs, run
+from acqkit.round.label import label_pairs
+from acqkit.round.loop import run
 from acqkit.plugins import collect, make_manager
-from acqkit.rundir import PICKLE_SUFFIXES, load_checkpoint
+from acqkit.store.rundir import PICKLE_SUFFIXES, load_checkpoint
 from acqkit_plugins.human_web import HumanWebLabeler
 from kill_helpers import StopAfterRound
 from labeling_helpers import PROMPTS, pairs, table

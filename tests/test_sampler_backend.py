@@ -9,9 +9,9 @@ from transformers import AutoModelForCausalLM
 from acqkit import Sampler, hookimpl
 from acqkit.cli import cli
 from acqkit.config import preset
-from acqkit.loop import run
+from acqkit.round.loop import run
 from acqkit.plugins import UnknownComponent, collect, make_manager, registry
-from acqkit.sampler import GenConfig, SampleRequest, generate, sample
+from acqkit.round.sample import GenConfig, SampleRequest, generate, sample
 
 CANNED = ["great film", "awful boring plot", "the music was wonderful", "bad"]
 

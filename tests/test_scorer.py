@@ -1,8 +1,8 @@
 """The scorer's log-probs equal a direct per-sequence computation."""
 import torch
 
-from acqkit.batching import left_pad
-from acqkit.scorer import response_logps, score
+from acqkit.round.batching import left_pad
+from acqkit.round.score import response_logps, score
 
 
 def direct_logp(model, prompt, response):

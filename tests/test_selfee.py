@@ -4,12 +4,12 @@ import pandas as pd
 import pytest
 import torch
 
-from acqkit.batching import left_pad
+from acqkit.round.batching import left_pad
 from acqkit.components import LabelContext
 from acqkit.config import preset
-from acqkit.loop import run
-from acqkit.scorer import response_logits, score
-from acqkit.trainer import Example, TrainBatch, batch_loss
+from acqkit.round.loop import run
+from acqkit.round.score import response_logits, score
+from acqkit.round.train import Example, TrainBatch, batch_loss
 from acqkit_plugins.selfee import ConfidenceSmoothing, Decoupled, Selfee, SelfLabeler, extrapolated_logps
 
 
@@ -86,6 +86,48 @@ def test_no_smoothing_during_warmup_and_running_window():
     late = fn(make_batch([1.0, 2.0], [1.0, 1.0], step=5, total=10))
     assert late.tolist() == pytest.approx([0.9, 1.0])
 
+
+
+def spa_smooths(batches, k, window):
+    """SPA's rule, written out independently: which pairs of each batch get smoothed.
+
+    A pair is confident when beta*z is strictly above tau, the k-th quantile
+    (linear interpolation) of the last ``window`` decided pairs' beta*z; ties
+    (p = 0.5) have no margin, stay out of the window and are never smoothed.
+    """
+    seen, out = [], []
+    for margins, p in batches:
+        seen = (seen + [m for m, q in zip(margins, p) if q != 0.5])[-window:] if window else \
+            seen + [m for m, q in zip(margins, p) if q != 0.5]
+        xs = sorted(seen)
+        pos = k * (len(xs) - 1)
+        lo = int(pos)
+        tau = xs[lo] + (xs[min(lo + 1, len(xs) - 1)] - xs[lo]) * (pos - lo)
+        out.append([q != 0.5 and not m > tau for m, q in zip(margins, p)])
+    return out
+
+
+def acqkit_smooths(batches, k, window):
+    fn = ConfidenceSmoothing(k=k, alpha=0.1, window=window, warmup=0.0).in_training(None)
+    return [[a != b for a, b in zip(fn(make_batch(m, p)).tolist(), p)] for m, p in batches]
+
+
+@pytest.mark.parametrize("name, batches, k, window", [
+    # 11 pairs at k = 0.1: the quantile lands exactly on the second smallest pair, which is not confident.
+    ("quantile on a pair", [([5.0, 0.0, 9.0, 1.0, 3.0, 2.0, 8.0, 4.0, 7.0, 6.0, 10.0], [1.0, 0.0] * 5 + [1.0])],
+     0.1, 50),
+    # equal margins: tau equals every margin, no pair is strictly above it, SPA smooths them all
+    ("equal margins", [([2.0] * 6, [1.0, 0.0, 1.0, 0.0, 1.0, 1.0])], 0.1, 50),
+    # ties would enter with margin 0 and pull tau down to 0.5 (nothing smoothed); without them tau = 3
+    ("ties", [([1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 7.0, 7.0, 7.0, 7.0], [1.0] * 5 + [0.5] * 5)], 0.5, 50),
+    # a running window across batches, ties in the first batch
+    ("window", [([4.0, 1.0, 9.0], [1.0, 0.5, 0.0]), ([3.0, 3.0, 6.0], [0.0, 1.0, 0.5]), ([2.0, 8.0], [1.0, 1.0])],
+     0.25, 4),
+])
+def test_smoothing_agrees_with_an_independent_spa_threshold(name, batches, k, window):
+    expected = spa_smooths(batches, k, window)
+    assert acqkit_smooths(batches, k, window) == expected
+    assert any(any(b) for b in expected)  # each case smooths something
 
 def test_decoupled_with_lambda_zero_is_plain_confidence(tiny):
     model, tok = tiny

@@ -4,7 +4,7 @@ import torch
 
 from acqkit import models
 from acqkit.components import Prompt
-from acqkit.sampler import GenConfig, encode_prompts, generate
+from acqkit.round.sample import GenConfig, encode_prompts, generate
 
 
 @pytest.mark.slow

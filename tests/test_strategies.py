@@ -222,10 +222,11 @@ def test_entropy_picks_the_pair_of_a_chosen_prompt_by_the_instance_rule(instance
     assert pairs(out) == [("p0", *pair)]
 
 
-def test_entropy_plan_samples_the_pool_at_temperature_one():
-    assert Entropy().plan(4, 8, 0.7) == SamplePlan(128, 8, 1.0)
-    assert Entropy(og=2, n_responses=6).plan(4, 8, 0.7) == SamplePlan(8, 6, 1.0)
-    assert Entropy(og=1).plan(4, 1, 1.0) == SamplePlan(4, 2, 1.0)  # entropy needs n >= 2 for a pair
+def test_entropy_plan_samples_the_untruncated_policy_at_temperature_one():
+    # the estimator assumes samples of the policy itself: temperature 1, no top-k (test_estimators.py)
+    assert Entropy().plan(4, 8, 0.7) == SamplePlan(128, 8, 1.0, top_k=0)
+    assert Entropy(og=2, n_responses=6).plan(4, 8, 0.7) == SamplePlan(8, 6, 1.0, top_k=0)
+    assert Entropy(og=1).plan(4, 1, 1.0) == SamplePlan(4, 2, 1.0, top_k=0)  # entropy needs n >= 2 for a pair
 
 
 # ---------------------------------------------------------------- APL certainty
@@ -247,7 +248,7 @@ def test_certainty_uses_the_first_two_responses_unless_told_otherwise():
 
 
 def test_certainty_plan_overgenerates_one_pair_per_prompt_at_0_7():
-    assert Certainty().plan(4, 8, 1.0) == SamplePlan(128, 2, 0.7)
+    assert Certainty().plan(4, 8, 1.0) == SamplePlan(128, 2, 0.7)  # the run's top-k (top_k=None)
     assert Certainty(og=16, temperature=1.0, n_responses=4).plan(4, 8, 0.7) == SamplePlan(64, 4, 1.0)
 
 
@@ -279,8 +280,8 @@ def test_hybrid_entropy_stage_is_clipped_between_budget_and_budget_times_og():
 
 
 def test_hybrid_plan_samples_n_responses_for_og_times_os_times_the_budget():
-    assert Hybrid().plan(4, 8, 0.7) == SamplePlan(4 * 32 * 8, 8, 1.0)
-    assert Hybrid(og=16, os=4, n_responses=4).plan(2, 8, 1.0) == SamplePlan(128, 4, 1.0)
+    assert Hybrid().plan(4, 8, 0.7) == SamplePlan(4 * 32 * 8, 8, 1.0, top_k=0)
+    assert Hybrid(og=16, os=4, n_responses=4).plan(2, 8, 1.0) == SamplePlan(128, 4, 1.0, top_k=0)
 
 
 # ---------------------------------------------------------------- options and registration

@@ -73,7 +73,7 @@ def reference(strategy, table: pd.DataFrame, budget: int, beta: float) -> list[t
                 "largest": max(pairs, key=lambda p: p[2])}[strategy.instance]
         cands.append(dict(pid=pid, a=rows[pick[0]].response_id, b=rows[pick[1]].response_id,
                           margin=pick[2], entropy=entropy))
-    kind = type(strategy).__name__
+    kind = strategy.__class__.__name__  # built components are guarded proxies
     if kind == "MarginSelection":
         if strategy.corpus is not None:
             sign = 1 if strategy.corpus == "smallest" else -1

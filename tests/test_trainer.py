@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from acqkit.trainer import Example, TrainConfig, batch_loss, dpo_loss, lr_factor, train
+from acqkit.round.train import Example, TrainConfig, batch_loss, dpo_loss, lr_factor, train
 
 
 def test_loss_with_p_one_is_standard_dpo():

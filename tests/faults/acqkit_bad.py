@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from acqkit import Labeler, Refiner, SamplePlan, Strategy, hookimpl
-from acqkit.table import pairs_frame
+import acqkit
+from acqkit import Labeler, Prompt, Refiner, SamplePlan, Strategy, Task, build, hookimpl
+from acqkit.strategies import pairs_frame
 
 
 class GoodPairs(Strategy):
@@ -50,6 +51,11 @@ class OverBudget(Strategy):
 class Raises(GoodPairs):
     def select(self, table, budget, rng, beta):
         raise RuntimeError("selection exploded")
+
+
+class PandasRaises(GoodPairs):
+    def select(self, table, budget, rng, beta):
+        return table.loc[:, "no-such-column"]  # KeyError deep inside pandas: blame points at this line
 
 
 def broken_factory():
@@ -100,11 +106,85 @@ class TrainingTargetsRaise(Refiner):
         return targets
 
 
+class LaterNaN(acqkit.Oracle):  # (Oracle above is a labeler)
+    """Finite rewards for the first call (the eval set), NaN after: the labels are what it poisons."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def reward(self, prompts, responses):
+        self.calls += 1
+        return np.full(len(responses), 0.5 if self.calls == 1 else np.nan)
+
+
+class SmallTask(Task):
+    """8 train and 3 eval prompts, gold reward = response length; subclasses spoil it."""
+
+    tau = 1.0
+
+    def __init__(self, oracle: str | None = None):
+        self.oracle = build("oracle", oracle) if oracle else None
+
+    def prompt(self, i: int, split: str) -> Prompt:
+        return Prompt(f"{split}-{i}", ({"role": "user", "content": f"Say something kind ({split} {i})."},))
+
+    def train_prompts(self):
+        return [self.prompt(i, "train") for i in range(8)]
+
+    def eval_prompts(self):
+        return [self.prompt(i, "eval") for i in range(3)]
+
+    def gold_reward(self, prompts, responses):
+        if self.oracle is not None:
+            return self.oracle.reward(prompts, responses)
+        return np.array([len(r) / 100 for r in responses], dtype=float)
+
+
+class InfTask(SmallTask):
+    def gold_reward(self, prompts, responses):
+        return np.full(len(responses), np.inf)
+
+
+class PromptTask(SmallTask):
+    """Its third train prompt is ``text``."""
+
+    text = ""
+
+    def train_prompts(self):
+        prompts = super().train_prompts()
+        prompts[2] = Prompt("odd", ({"role": "user", "content": self.text},))
+        return prompts
+
+
+class EmptyPrompt(PromptTask):
+    text = ""
+
+
+class BlankPrompt(PromptTask):
+    text = " \n\t "
+
+
+class LongPrompt(PromptTask):
+    text = "kind words " * 2000
+
+
+@hookimpl
+def acqkit_register_oracles(register):
+    register("nan-later", LaterNaN)
+
+
+@hookimpl
+def acqkit_register_tasks(register):
+    for name, factory in (("small-task", SmallTask), ("inf-task", InfTask), ("empty-prompt-task", EmptyPrompt),
+                          ("blank-prompt-task", BlankPrompt), ("long-prompt-task", LongPrompt)):
+        register(name, factory)
+
+
 @hookimpl
 def acqkit_register_strategies(register):
     for name, factory in (("bad-unknown-ids", UnknownIds), ("bad-self-pair", SelfPair),
                           ("bad-across-prompts", AcrossPrompts), ("bad-over-budget", OverBudget),
-                          ("bad-raises", Raises), ("bad-factory", broken_factory)):
+                          ("bad-raises", Raises), ("bad-pandas", PandasRaises), ("bad-factory", broken_factory)):
         register(name, factory)
 
 

@@ -9,6 +9,7 @@ Environment:
   ACQKIT_FAULTS_CALLS  file that gets one fsync'd JSON line [ledger, pair key] per pair the oracle is asked
   ACQKIT_KILL_AT       ``stage:n``: SIGKILL this process at the n-th event of ``stage`` (see install())
   ACQKIT_NO_PICKLE     ``1``: any unpickling ends the process with exit code 97
+  ACQKIT_FAULTS_SLOW   seconds the oracle takes per call (a slow labeler: widens races between processes)
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import os
 import pathlib
 import signal
 import sys
+import time
 import traceback
 
 from acqkit import Labeler, hookimpl
@@ -54,6 +56,7 @@ class CountingGold(Labeler):
                 fh.write(json.dumps([book.ledger.name, book.key(int(a), int(b))]) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
+        time.sleep(float(os.environ.get("ACQKIT_FAULTS_SLOW") or 0))
         labels = self.gold.label(pairs, table, context)
         if reached("answered"):
             die()  # the oracle has answered; acqkit has not stored the answers yet
@@ -78,20 +81,20 @@ def _on_entry(owner, name: str, stage: str) -> None:
 
 def install() -> None:
     """Patch acqkit's stages in this process so the chosen event kills it."""
-    import acqkit.ledger
-    import acqkit.loop
-    import acqkit.plots
-    import acqkit.rundir
-    import acqkit.scorer
-    import acqkit.trainer
+    import acqkit.store.ledger
+    import acqkit.round.loop
+    import acqkit.report.plots
+    import acqkit.store.rundir
+    import acqkit.round.score
+    import acqkit.round.train
     from transformers import GenerationMixin, PreTrainedModel
 
     _on_entry(GenerationMixin, "generate", "generate")  # a generate() batch: sampling or evaluation
-    _on_entry(acqkit.scorer, "response_logps", "score")  # a scoring batch (policy, reference or KL)
-    _on_entry(acqkit.trainer, "batch_loss", "train")  # a DPO training step
-    _on_entry(acqkit.plots, "write_plots", "plots")  # report writing after the grid
+    _on_entry(acqkit.round.score, "response_logps", "score")  # a scoring batch (policy, reference or KL)
+    _on_entry(acqkit.round.train, "batch_loss", "train")  # a DPO training step
+    _on_entry(acqkit.report.plots, "write_plots", "plots")  # report writing after the grid
 
-    put_many = acqkit.ledger.Ledger.put_many
+    put_many = acqkit.store.ledger.Ledger.put_many
 
     def stored(self, recs):  # right after a labeler's answers were committed
         n = put_many(self, recs)
@@ -99,21 +102,21 @@ def install() -> None:
             die()
         return n
 
-    acqkit.ledger.Ledger.put_many = stored
+    acqkit.store.ledger.Ledger.put_many = stored
 
-    append = acqkit.loop.append_jsonl
+    append = acqkit.round.loop.append_jsonl
 
     def torn(path, frame):  # half a line reaches the file, then the kill
         if len(frame) and reached("append"):
-            line = json.dumps(frame.to_dict(orient="records")[0], default=acqkit.rundir._json_default)
+            line = json.dumps(frame.to_dict(orient="records")[0], default=acqkit.store.rundir._json_default)
             with open(path, "a", encoding="utf-8") as fh:
                 fh.write(line[: len(line) // 2])
             die()
         return append(path, frame)
 
-    acqkit.loop.append_jsonl = torn
+    acqkit.round.loop.append_jsonl = torn
 
-    replace = acqkit.rundir._replace
+    replace = acqkit.store.rundir._replace
 
     def unrenamed(path, write):  # the temp file is complete, the rename never happens
         if reached("replace:" + path.name):
@@ -121,7 +124,7 @@ def install() -> None:
             die()
         return replace(path, write)
 
-    acqkit.rundir._replace = unrenamed
+    acqkit.store.rundir._replace = unrenamed
 
     save = PreTrainedModel.save_pretrained
 

@@ -10,7 +10,7 @@ from accelerate import Accelerator
 from safetensors.torch import save_file
 
 from acqkit import models
-from acqkit.trainer import Example, TrainConfig, train
+from acqkit.round.train import Example, TrainConfig, train
 
 
 def examples() -> list[Example]:

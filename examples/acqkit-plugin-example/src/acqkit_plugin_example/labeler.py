@@ -3,10 +3,9 @@
 Why: real annotators disagree with each other and with any gold standard; this
 labeler asks how a strategy's gain per label holds up when some labels are wrong.
 """
-import numpy as np
 import pandas as pd
 
-from acqkit import LabelContext, Labeler
+from acqkit import LabelContext, Labeler, bradley_terry, gold_rewards, hard_labels
 
 
 class NoisyGold(Labeler):
@@ -23,12 +22,10 @@ class NoisyGold(Labeler):
         text = table.set_index("response_id")["text"]
         prompt_of = {p.id: p for p in context.extras["prompts"]}
         prompts = [prompt_of[pid] for pid in pairs["prompt_id"]]
-        reward_a = np.asarray(context.task.gold_reward(prompts, list(text.loc[pairs["a"]])), float)
-        reward_b = np.asarray(context.task.gold_reward(prompts, list(text.loc[pairs["b"]])), float)
+        rewards = gold_rewards(context.task, prompts * 2, list(text.loc[pairs["a"]]) + list(text.loc[pairs["b"]]))
+        reward_a, reward_b = rewards[: len(pairs)], rewards[len(pairs):]
         # Bradley-Terry on the gold rewards, then a hard 0/1 draw; exact ties stay 0.5.
-        p_gold = 1.0 / (1.0 + np.exp(-(reward_a - reward_b) / context.task.tau))
-        p = (context.rng.random(len(pairs)) < p_gold).astype(float)
-        p[reward_a == reward_b] = 0.5
+        p = hard_labels(bradley_terry(reward_a, reward_b, context.task.tau), context.rng, reward_a, reward_b)
         flipped = (context.rng.random(len(pairs)) < self.flip) & (p != 0.5)
         p[flipped] = 1.0 - p[flipped]
         return pairs.assign(p=p, source="noisy-gold", cost=1)

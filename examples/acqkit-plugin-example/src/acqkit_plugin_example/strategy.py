@@ -7,24 +7,22 @@ how much a length-driven choice of pairs buys per label.
 import numpy as np
 import pandas as pd
 
-from acqkit import PAIR_COLUMNS, Strategy
+from acqkit import TRAINING, Strategy, check_choice, grouped, pairs_frame, top
 
 
 class LengthContrast(Strategy):
     def __init__(self, training: str = "continue"):
-        if training not in ("continue", "reinit"):
-            raise ValueError(f"training must be continue or reinit; got {training!r}")
+        check_choice("training", training, TRAINING)  # the ValueError a user sees for a bad option
         self.training = training
 
     def select(self, table: pd.DataFrame, budget: int, rng: np.random.Generator, beta: float) -> pd.DataFrame:
-        rows = []
-        for prompt_id, group in table.groupby("prompt_id", sort=False):
-            if len(group) < 2:
-                continue
-            by_length = group.sort_values("n_tokens", kind="stable")
-            short, long = by_length.iloc[0], by_length.iloc[-1]
-            rows.append((prompt_id, int(long.response_id), int(short.response_id),
-                         float(long.n_tokens - short.n_tokens)))
-        pairs = pd.DataFrame(rows, columns=PAIR_COLUMNS)
+        prompts, rid, length = grouped(table, table["n_tokens"].to_numpy())  # [P, N] per prompt
+        if rid.shape[1] < 2:
+            return pairs_frame([], [], [], [])
+        by_length = np.argsort(length, axis=1, kind="stable")  # equal lengths keep table order
+        p = np.arange(len(prompts))
+        short, long = by_length[:, 0], by_length[:, -1]
+        gap = length[p, long] - length[p, short]
         # Largest length gap first; equal gaps keep table order (a stable sort), so the run is reproducible.
-        return pairs.sort_values("score", ascending=False, kind="stable").head(budget).reset_index(drop=True)
+        best = top(gap, budget, "largest", rng)
+        return pairs_frame(prompts[best], rid[p, long][best], rid[p, short][best], gap[best])

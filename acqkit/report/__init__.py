@@ -1,0 +1,1 @@
+"""Turning results files into tables, statistics and plots (no models needed)."""

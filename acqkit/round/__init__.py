@@ -1,0 +1,1 @@
+"""The round, stage by stage: one module per stage, plus the loop that runs them."""

@@ -1,0 +1,1 @@
+"""What must survive a crash: the label ledger and the run directory."""
