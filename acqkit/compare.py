@@ -12,6 +12,7 @@ from acqkit.plugins import Registry, registry as default_registry
 from acqkit.preflight import check_config, check_resume, task_size
 from acqkit.store.claim import claim
 from acqkit.store.rundir import write_csv, write_parquet, write_text
+from acqkit.track import check_trackers, end_comparison, tracked_run, tracking
 from acqkit.round.session import Session
 
 
@@ -39,18 +40,20 @@ def compare(ccfg: CompareConfig, out: str | Path, registry: Registry | None = No
     reg = registry or default_registry()
     out = Path(out)
     preflight(ccfg, reg, out if resume else None)  # bad names, paths, budgets: fail before loading a model
-    with claim(out, resume=resume, overwrite=overwrite):  # one writer, before any model loads
+    trackers = check_trackers(reg, ccfg.base.track, out)  # not installed, not logged in: fail now, not after hours
+    with claim(out, resume=resume, overwrite=overwrite), tracking(reg, trackers, out, resume):
         t0 = time.perf_counter()
         session = Session.open(ccfg.base, reg)  # reads and checks the prompts: a bad file leaves no run directory
         write_text(out / "config.toml", to_toml(ccfg))
         session.workdir = out  # the shared warm start's labels go to the comparison's ledger
         frames = []
         for cfg in ccfg.runs():
-            frames.append(run(cfg, session, out / "runs" / slug(cfg.strategy) / f"seed-{cfg.seed}", reg,
-                              resume=resume))
+            run_dir = out / "runs" / slug(cfg.strategy) / f"seed-{cfg.seed}"
+            frames.append(tracked_run(reg, cfg, run_dir, lambda: run(cfg, session, run_dir, reg, resume=resume)))
             results = pd.concat(frames, ignore_index=True)[RESULT_COLUMNS]
             write_csv(results, out / "results.csv")
             write_parquet(results, out / "results.parquet")
             if on_run_done:
                 on_run_done(cfg, results, time.perf_counter() - t0)
+        end_comparison(reg, ccfg, out, results)  # the plots, to the trackers (only if a plugin listens)
     return results

@@ -245,11 +245,16 @@ class Sampler(ABC):
 
 @dataclass
 class RefineContext:
-    """What an in-training refiner may use: the round, beta and the training reference."""
+    """What an in-training refiner may use: the round, beta and the training reference.
+
+    ``log(record)`` keeps a dict per event (a pair it smoothed, say, by ``TrainBatch.index``);
+    the loop writes them, with the round, to the run directory's ``refiner.jsonl``.
+    """
 
     round: int
     beta: float
     reference: Any  # the frozen training reference model (None unless the refiner asked for it)
+    log: Any = None  # callable(dict) -> None, or None outside a run
 
 
 @dataclass

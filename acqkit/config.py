@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
@@ -34,6 +35,9 @@ class RunConfig:
     # the budget
     rounds: int = opt(1, "online rounds")
     budget: int = opt(12, "labels over all online rounds")
+    budget_usd: float | None = opt(None, "money over all online rounds, in USD, for a labeler that reports its "
+                                         "cost (judge): asking stops once it is spent (docs/labelers.md#judge)",
+                                   none="no money budget")
     schedule: str = opt("constant", "split of the budget over rounds: constant | increase | decrease | fractions "
                                     "like 1/6,2/6,3/6")
     seed_labels: int | None = opt(None, "gold labels for the shared warm-start stage, round 0 (0 = none; a "
@@ -60,7 +64,12 @@ class RunConfig:
     grad_accum: int = opt(1, "micro-batches per optimizer step")
     train_layers: int | None = opt(None, "train only the last k transformer blocks (large models)",
                                    none="all blocks")
-    mixed_precision: str = opt("no", "no | bf16 (GPU only; CPU runs stay float32)")
+    precision: str = opt("fp32", "auto | fp32 | bf16: compute dtype of sampling, scoring, training and evaluation "
+                                 "(bf16 autocast, float32 weights and log-probs; auto = bf16 where the CPU or GPU "
+                                 "has it; docs/performance.md)")
+    group_by_length: bool = opt(True, "train on batches of pairs of similar length (less padding), in a seeded "
+                                      "random batch order")
+    mixed_precision: str = opt("no", "deprecated: use --precision (bf16 here means --precision bf16)")
     lora_rank: int = opt(0, "train only LoRA adapters of this rank (0 = off; needs acqkit[lora])")
     lora_alpha: float | None = opt(None, "LoRA scale numerator", none="2 x lora rank")
     lora_dropout: float = opt(0.0, "LoRA dropout")
@@ -74,6 +83,8 @@ class RunConfig:
                                 "(batch of one; acqkit.round.refcache)")
     trust_remote_code: bool = opt(False, "run Python code shipped with the model (only for models you trust)")
     checkpoint: bool = opt(True, "keep the last finished round's policy (safetensors) in the run directory")
+    track: str = opt("", "experiment trackers, comma-separated specs: wandb, tensorboard, e.g. 'wandb(project=acqkit, "
+                         "mode=offline)' (empty: none; needs acqkit[track]; docs/reporting.md)")
 
     def __post_init__(self):
         if self.seed_labels is None:
@@ -86,6 +97,8 @@ class RunConfig:
             _at_least(name, getattr(self, name), 0)
         if self.train_layers is not None:
             _at_least("train_layers", self.train_layers, 1)
+        if self.budget_usd is not None and not (math.isfinite(self.budget_usd) and self.budget_usd >= 0):
+            raise ConfigError(f"config field 'budget_usd' must be a number >= 0, got {self.budget_usd}")
         if self.n_responses < 2:
             raise ConfigError("config field 'n_responses' must be >= 2 to form pairs")
         for name in ("beta", "lr") + (("lora_alpha",) if self.lora_alpha is not None else ()):
@@ -95,9 +108,20 @@ class RunConfig:
             raise ConfigError(f"config field 'lora_dropout' must be in [0, 1), got {self.lora_dropout}")
         _one_of("ref_cache", self.ref_cache, ("off", "exact"))
         _one_of("mixed_precision", self.mixed_precision, MIXED_PRECISION)
+        _one_of("precision", self.precision, PRECISIONS)
+        if self.mixed_precision == "bf16":  # the old setting: read as precision = "bf16", saved in the new form
+            if self.precision == "auto":
+                raise ConfigError("config fields 'mixed_precision' (deprecated) and 'precision' disagree; "
+                                  "drop mixed_precision")
+            warnings.warn("config field 'mixed_precision' is deprecated: mixed_precision = \"bf16\" is read as "
+                          "precision = \"bf16\" (which now also covers sampling, scoring and evaluation, on CPUs "
+                          "with native bf16 too)", FutureWarning, stacklevel=3)
+            object.__setattr__(self, "precision", "bf16")
+            object.__setattr__(self, "mixed_precision", "no")
 
 
 MIXED_PRECISION = ("no", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")  # acqkit.models.precision resolves them on the hardware
 
 
 def _at_least(name: str, value, low) -> None:

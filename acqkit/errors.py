@@ -50,3 +50,7 @@ class MissingFileError(AcqkitError, FileNotFoundError):
 
 class ModelError(AcqkitError, RuntimeError):
     """A model that cannot be fetched or loaded (a download that failed); the message names it."""
+
+
+class TrackerError(AcqkitError, RuntimeError):
+    """An experiment tracker (``--track``) that cannot run: not installed, not logged in, a bad directory."""

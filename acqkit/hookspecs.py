@@ -11,12 +11,16 @@ API versions: 1.0 strategies, labelers, refiners, tasks and ``acqkit_round_end``
 1.2 (additive) the strategy building blocks (``acqkit.strategies``, re-exported
 from ``acqkit``), ``Strategy.training_set`` / ``TrainingSet``, ``checkpointed``
 component state, ``declared`` (the interface defaults for duck-typed
-components), ``Prompt.extras`` and ``token_counts`` on oracles and tasks.
+components), ``Prompt.extras`` and ``token_counts`` on oracles and tasks;
+1.3 (additive) experiment trackers: ``acqkit_register_trackers`` (``--track``),
+``acqkit_run_start`` / ``acqkit_run_end`` around each (strategy, seed) run,
+``acqkit_compare_end`` with the comparison's plots, and ``acqkit_round_end``
+also for round 0 (the warm start's results row).
 """
 import pluggy
 
 PROJECT = "acqkit"
-API_VERSION = "1.2"
+API_VERSION = "1.3"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -64,5 +68,33 @@ def acqkit_register_samplers(register):
 
 
 @hookspec
+def acqkit_register_trackers(register):
+    """Register experiment trackers: ``register(name, factory)``; see :class:`acqkit.track.Tracker`.
+
+    ``--track wandb,tensorboard`` picks them; the factory gets ``out`` (the run or
+    comparison directory) and the spec's options. Added in 1.3.
+    """
+
+
+@hookspec
+def acqkit_run_start(run, run_dir):
+    """A (strategy, seed) run starts: ``run`` is its resolved config as a dict, ``run_dir`` its directory. 1.3."""
+
+
+@hookspec
 def acqkit_round_end(run, round, metrics):
-    """Observe a finished round (loggers, trackers). ``metrics`` is a dict."""
+    """Observe a finished round (loggers, trackers). ``metrics`` is its results row, a dict.
+
+    Called for round 0 (the warm start; since 1.3) and for every online round, whose row and
+    checkpoint are on disk by then.
+    """
+
+
+@hookspec
+def acqkit_run_end(run, run_dir, results):
+    """A (strategy, seed) run finished: ``results`` holds its rows (a DataFrame, round 0 first). 1.3."""
+
+
+@hookspec
+def acqkit_compare_end(config, out, results, plots):
+    """A comparison finished: its config (a dict), directory, results and plot PNG paths. 1.3."""

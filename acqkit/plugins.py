@@ -31,11 +31,11 @@ from acqkit import hookspecs
 from acqkit.errors import AcqkitError, ComponentError, PluginError, UnknownComponent  # noqa: F401 (re-exported)
 from acqkit.guard import OUTPUT_CHECKS, Guarded, raised_at
 
-KINDS = ("strategy", "labeler", "refiner", "task", "oracle", "sampler")
+KINDS = ("strategy", "labeler", "refiner", "task", "oracle", "sampler", "tracker")
 PLURAL = {"strategy": "strategies"}
 HOOKS = {kind: f"acqkit_register_{plural}" for kind, plural in
          (("strategy", "strategies"), ("labeler", "labelers"), ("refiner", "refiners"), ("task", "tasks"),
-          ("oracle", "oracles"), ("sampler", "samplers"))}
+          ("oracle", "oracles"), ("sampler", "samplers"), ("tracker", "trackers"))}
 log = logging.getLogger("acqkit.plugins")
 
 
@@ -189,7 +189,7 @@ class Registry:
         return Guarded(obj, who, comp.roots, OUTPUT_CHECKS.get(kind))
 
 
-_PATH_SPEC = re.compile(r"^\s*([A-Za-z0-9_.\-]+):(.+?)(?:\((.*)\))?\s*$")
+_PATH_SPEC = re.compile(r"^\s*([A-Za-z0-9_.\-]+):(.+)$", re.S)  # name:PATH, options after
 _SPEC = re.compile(r"^\s*([A-Za-z0-9_.:/\-]+)\s*(?:\((.*)\))?\s*$")
 
 
@@ -215,33 +215,64 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """``"name(a=1, b=x)"`` -> ``("name", {"a": 1, "b": "x"})``. Lists use ``|``: ``f=1|2|3``.
 
     ``name:PATH`` is short for ``name(path=PATH)`` and keeps PATH verbatim (``file:my.jsonl``);
-    options may follow: ``file:my.jsonl(oracle=vader)``.
+    options may follow: ``file:my.jsonl(oracle=vader)``. An option's value may be a nested spec:
+    ``sentiment(oracle=reward-model(model=M, index=1))``.
     """
     m = _PATH_SPEC.match(spec)
     if m:
-        name, options = m.group(1), _options(spec, m.group(3))
+        path, args = _trailing_group(spec, m.group(2))
+        name, options = m.group(1), _options(spec, args)
         if "path" in options:
             raise ComponentError(f"in {spec!r}: the path is given twice (before the colon and as path=)")
-        return name, {"path": m.group(2).strip(), **options}
+        return name, {"path": path, **options}
     m = _SPEC.match(spec)
     if not m:
         raise ComponentError(f"cannot parse component spec {spec!r}; expected name or name(key=value, ...)")
     return m.group(1), _options(spec, m.group(2))
 
 
+def _trailing_group(spec: str, text: str) -> tuple[str, str | None]:
+    """``PATH(args)`` -> ``(PATH, args)``: the options are the balanced group that ends the spec, so a
+    path may hold parentheses (``runs(1)/p.jsonl``) and an option a nested spec."""
+    text = text.strip()
+    if text.endswith(")"):
+        depth = 0
+        for i in range(len(text) - 1, -1, -1):
+            depth += {")": 1, "(": -1}.get(text[i], 0)
+            if depth == 0:
+                if not text[:i].strip():
+                    raise ComponentError(f"in {spec!r}: no path before the options")
+                return text[:i].strip(), text[i + 1 : -1]
+    return text, None
+
+
 def _options(spec: str, args: str | None) -> dict[str, Any]:
+    """``a=1, oracle=rm(model=x, index=1), f=1|2`` -> options; commas and ``|`` split at the top level only,
+    so an option's value may be a whole nested spec (a task's ``oracle``)."""
     options: dict[str, Any] = {}
     if args and args.strip():
-        for part in args.split(","):
+        if not _balanced(args):
+            raise ComponentError(f"in {spec!r}: unbalanced parentheses in the options {args!r}")
+        for part in split_specs(args, keep_empty=True):
             if "=" not in part:
                 raise ComponentError(f"in {spec!r}: option {part.strip()!r} is not key=value")
             key, value = part.split("=", 1)
             key = key.strip().replace("-", "_")
-            options[key] = [parse_value(v) for v in value.split("|")] if "|" in value else parse_value(value)
+            values = split_specs(value, sep="|", keep_empty=True)
+            options[key] = [parse_value(v) for v in values] if len(values) > 1 else parse_value(value)
     return options
 
 
-def split_specs(text: str) -> list[str]:
+def _balanced(text: str) -> bool:
+    depth = 0
+    for ch in text:
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def split_specs(text: str, sep: str = ",", keep_empty: bool = False) -> list[str]:
     """Split a comma-separated list of specs, keeping commas inside parentheses (and a report's [tags])."""
     out, depth, cur = [], 0, ""
     for ch in text:
@@ -249,12 +280,12 @@ def split_specs(text: str) -> list[str]:
             depth += 1
         elif ch in ")]":
             depth -= 1
-        if ch == "," and depth == 0:
+        if ch == sep and depth == 0:
             out.append(cur.strip())
             cur = ""
         else:
             cur += ch
-    if cur.strip():
+    if cur.strip() or (keep_empty and out):
         out.append(cur.strip())
     return out
 

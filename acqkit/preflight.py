@@ -23,9 +23,9 @@ def check_config(cfg: RunConfig, reg: Registry, n_train: int | None = None) -> N
     strategy = _named("strategy", cfg.strategy, "strategy", reg)
     labeler = declared(strategy, Strategy, "labeler") or cfg.labeler  # a recipe may bring its own
     refiner = declared(strategy, Strategy, "refiner") or cfg.refiner
-    _named("labeler", labeler, "labeler", reg, build=False)
+    _named("labeler", labeler, "labeler", reg)  # built: a labeler's missing model or bad option fails here
     if cfg.seed_labels:
-        _named("labeler", cfg.seed_labeler, "seed_labeler", reg, build=False)
+        _named("labeler", cfg.seed_labeler, "seed_labeler", reg)
     _named("refiner", refiner, "refiner", reg, build=False)
     _named("task", cfg.task, "task", reg, build=False)
     _named("sampler", cfg.sampler, "sampler", reg, build=False)

@@ -5,7 +5,7 @@
 ``id`` (default ``id`` when present, else a hash of the prompt), ``split``
 (a train/eval column; default ``split`` when present, else the
 ``eval_fraction`` of prompts with the smallest id hash is held out),
-``oracle`` (default ``vader``, the only built-in one) and ``tau``.
+``oracle`` (default ``vader``; a spec with options nests: ``oracle=reward-model(model=M, index=1)``) and ``tau``.
 Every other column of a row reaches the oracle as ``Prompt.extras`` (a
 ``reference`` answer, say), and an oracle that declares ``token_counts`` gets
 the responses' token counts too.
@@ -13,18 +13,13 @@ The file is read and checked when the task is built, before any model loads.
 """
 from __future__ import annotations
 
-import numpy as np
-
-from acqkit import Prompt, Task, build, hookimpl, oracle_rewards
-from acqkit.plugins import UnknownComponent
-from acqkit.round.task import Columns, PromptError, read_prompts
+from acqkit import hookimpl
+from acqkit.round.task import Columns, PromptError, PromptSetTask, read_prompts
 
 DEFAULT_ORACLE = "vader"
 
 
-class FileTask(Task):
-    token_counts = True  # passed on to an oracle that declares it
-
+class FileTask(PromptSetTask):
     def __init__(self, path=None, prompt: str | None = None, messages: str = "messages", id: str | None = None,
                  split: str | None = None, eval_fraction: float = 0.2, oracle: str = DEFAULT_ORACLE,
                  tau: float = 0.1):
@@ -36,24 +31,7 @@ class FileTask(Task):
         name = lambda v: None if v is None else str(v)  # noqa: E731 (a spec may parse a column name as a number)
         columns = Columns(prompt=name(prompt), messages=str(messages), id=name(id), split=name(split))
         self.prompts = read_prompts(self.path, columns, fraction)
-        try:
-            self.oracle = build("oracle", str(oracle))
-        except UnknownComponent as exc:
-            raise UnknownComponent(f"{exc}. Name the gold oracle in the task spec: "
-                                   f"--task 'file(path={self.path}, oracle=NAME)'") from None
-
-    def train_prompts(self) -> list[Prompt]:
-        return list(self.prompts.train)
-
-    def eval_prompts(self) -> list[Prompt]:
-        return list(self.prompts.eval)
-
-    def gold_reward(self, prompts, responses, n_tokens=None) -> np.ndarray:
-        return oracle_rewards(self.oracle, prompts, responses, n_tokens)
-
-    def locate(self, prompt_id: str) -> str | None:
-        """Where a prompt was read (``my.jsonl, line 3``), for errors found later (prompt too long)."""
-        return self.prompts.origin.get(prompt_id)
+        self.use_oracle(oracle, f"file(path={self.path}")
 
 
 def _number(value, name: str, path: str) -> float:

@@ -17,11 +17,8 @@ import os
 import re
 from dataclasses import dataclass
 
-import numpy as np
-
-from acqkit import Prompt, Task, build, hookimpl, oracle_rewards
-from acqkit.plugins import UnknownComponent
-from acqkit.round.task import Columns, PromptError, Record, prompt_set
+from acqkit import hookimpl
+from acqkit.round.task import Columns, PromptError, PromptSetTask, Record, prompt_set
 
 DEFAULT_ORACLE = "vader"
 FORMATS = ("auto", "text", "chat", "hh")
@@ -41,9 +38,7 @@ class Source:
         return f"hf:{self.path}" + (f" (config {self.config})" if self.config else "")
 
 
-class HFTask(Task):
-    token_counts = True  # passed on to an oracle that declares it
-
+class HFTask(PromptSetTask):
     def __init__(self, path=None, split: str = "train", prompt: str = "prompt", config: str | None = None,
                  eval_split: str | None = None, id: str | None = None, eval_fraction: float = 0.2,
                  limit: int | None = None, format: str = "auto", extras="scalar", oracle: str = DEFAULT_ORACLE,
@@ -57,27 +52,10 @@ class HFTask(Task):
         self.tau = _number(tau, "tau", self.source)
         if format not in FORMATS:
             raise PromptError(f"{self.source.name()}: format must be one of {', '.join(FORMATS)}, got {format!r}")
-        try:  # before the dataset: a misspelt oracle should not cost a load
-            self.oracle = build("oracle", str(oracle))
-        except UnknownComponent as exc:
-            raise UnknownComponent(f"{exc}. Name the gold oracle in the task spec: "
-                                   f"--task 'hf(path={self.source.path}, oracle=NAME)'") from None
+        self.use_oracle(oracle, f"hf(path={self.source.path}")  # before the dataset: a misspelt oracle costs no load
         splits = {"train": str(split)} if eval_split is None else {"train": str(split), "eval": str(eval_split)}
         self.prompts = read_dataset(self.source, splits, str(prompt), name(id), format, extras,
                                     _number(eval_fraction, "eval_fraction", self.source))
-
-    def train_prompts(self) -> list[Prompt]:
-        return list(self.prompts.train)
-
-    def eval_prompts(self) -> list[Prompt]:
-        return list(self.prompts.eval)
-
-    def gold_reward(self, prompts, responses, n_tokens=None) -> np.ndarray:
-        return oracle_rewards(self.oracle, prompts, responses, n_tokens)
-
-    def locate(self, prompt_id: str) -> str | None:
-        """Where a prompt was read (``hf:ORG/NAME, row 3 of split 'train'``), for errors found later."""
-        return self.prompts.origin.get(prompt_id)
 
 
 def read_dataset(source: Source, splits: dict[str, str], prompt: str, id: str | None, format: str, extras,

@@ -109,7 +109,9 @@ class ConfidenceSmoothing(Refiner):
     decided pair seen so far this round. Ties (p = 0.5) have no direction, so
     no margin: they are never smoothed (already as soft as it gets) and stay out
     of the window, where a margin of 0 would move ``tau`` for the other pairs.
-    Nothing is smoothed during the first ``warmup`` fraction of steps.
+    Nothing is smoothed during the first ``warmup`` fraction of steps. After it, every decided
+    pair a step sees is logged (``context.log``: training-list ``index``, ``step``, ``smoothed``),
+    so ``acqkit report`` can score the smoothing against labels flipped on purpose.
     """
 
     def __init__(self, k: float = 0.1, alpha: float = 0.1, window: int = 50, warmup: float = 0.2):
@@ -119,12 +121,13 @@ class ConfidenceSmoothing(Refiner):
 
     def in_training(self, context):
         seen = deque(maxlen=self.window or None)
-        return lambda batch: self.smooth(batch, self.policy_logps(batch, context), seen)
+        log = getattr(context, "log", None)
+        return lambda batch: self.smooth(batch, self.policy_logps(batch, context), seen, log)
 
     def policy_logps(self, batch, context):
         return batch.pol
 
-    def smooth(self, batch, pol: torch.Tensor, seen: deque) -> torch.Tensor:
+    def smooth(self, batch, pol: torch.Tensor, seen: deque, log=None) -> torch.Tensor:
         n = len(batch.p)
         h = (pol[:n] - batch.ref[:n]) - (pol[n:] - batch.ref[n:])
         direction = torch.sign(batch.p - 0.5)
@@ -134,7 +137,12 @@ class ConfidenceSmoothing(Refiner):
         if batch.step < self.warmup * batch.total_steps or not seen:
             return batch.p
         tau = np.quantile(np.fromiter(seen, float), self.k)
-        low = torch.from_numpy((margin <= tau) & decided).to(batch.p.device)  # confident: strictly above tau
+        low_np = (margin <= tau) & decided  # confident: strictly above tau
+        index = getattr(batch, "index", ())
+        if log is not None and len(index) == n:
+            for i in np.flatnonzero(decided):
+                log({"index": int(index[i]), "step": int(batch.step), "smoothed": bool(low_np[i])})
+        low = torch.from_numpy(low_np).to(batch.p.device)
         smoothed = batch.p * (1 - self.alpha) + (1 - batch.p) * self.alpha
         return torch.where(low, smoothed, batch.p)
 

@@ -16,6 +16,12 @@ Memory, per stage:
 * ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` after the stage: the process's
   high-water mark so far (monotonic, so it only says when the peak was reached).
 tracemalloc is not used: it does not see torch's tensor allocations.
+
+Achieved FLOP/s of the sample, score and train stages (useful FLOPs: real
+tokens only, ``_peak.py``) against the matmul peak of the run's dtype, measured
+by this script at its start; sampling is memory-bound, so it also prints the
+bytes of weights read per generated token and the weight-read rate against a
+measured copy bandwidth. ``--precision bf16`` runs the round in bf16 autocast.
 Run on demand: ``python benchmarks/round.py`` (``--model tiny`` for a quick check).
 """
 from __future__ import annotations
@@ -39,6 +45,8 @@ from acqkit.config import preset
 from acqkit.plugins import registry
 from acqkit.round.session import Session, stage_seed
 from acqkit.round.select import check_pairs
+import _peak  # benchmarks/_peak.py
+from acqkit.models import resolve_precision
 from scoring import machine  # benchmarks/scoring.py
 
 MiB = 2**20
@@ -87,17 +95,53 @@ class Recorder:
         self._thread.join()
 
 
+def stage_flops(session, cfg, table, examples, rows, peaks, precision: str) -> list[str]:
+    """Useful FLOP/s of sample, score and train, and sampling's weight reads against the memory bandwidth."""
+    model = session.policy
+    params, head = _peak.matmul_params(model), _peak.head_params(model)
+    body = params - head
+    plen = table["prompt_ids"].map(len).to_numpy()
+    rlen = table["n_tokens"].to_numpy()
+    out = []
+    # sample: prefill of the prompts, then one decode step per new token for every row of a generate call
+    flop = 2 * body * plen.sum() + 2 * params * rlen.sum()
+    out.append(_peak.flops_line("sample", flop, rows["sample"]["seconds"], peaks, precision))
+    chunks = [rlen[s : s + cfg.gen_batch_size] for s in range(0, len(rlen), cfg.gen_batch_size)]
+    steps = sum(int(c.max()) for c in chunks)  # a call decodes until its longest response ends
+    weight_bytes = params * (2 if precision == "bf16" else 4)  # bf16: autocast's cached bf16 copies
+    rows_per_step = sum(len(c) * int(c.max()) for c in chunks) / max(1, steps)
+    rate = weight_bytes * steps / rows["sample"]["seconds"]
+    out.append(f"sample, memory: {steps} decode steps x {weight_bytes / 1e6:.0f} MB of weights, "
+               f"{rows_per_step:.0f} rows per step = {weight_bytes / rows_per_step / 1e6:.1f} MB of weights read per "
+               f"generated token; weight reads {rate / 1e9:.1f} GB/s = {rate / peaks['bandwidth']:.0%} of the "
+               f"measured copy bandwidth")
+    # score: the policy and the reference, one forward each, head at response tokens only
+    flop = 2 * (2 * body * (plen.sum() + rlen.sum()) + 2 * head * rlen.sum())
+    out.append(_peak.flops_line("score (policy + reference)", flop, rows["score"]["seconds"], peaks, precision))
+    # train: forward + backward of both responses of every pair, every epoch
+    tokens = sum(2 * len(e.prompt) + len(e.a) + len(e.b) for e in examples) * cfg.epochs
+    resp = sum(len(e.a) + len(e.b) for e in examples) * cfg.epochs
+    out.append(_peak.flops_line("train (forward + backward)", 6 * body * tokens + 6 * head * resp,
+                                rows["train"]["seconds"], peaks, precision))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="override the preset's model (default: smollm2)")
     parser.add_argument("--preset", default="default")
     parser.add_argument("--budget", type=int, default=None, help="labels in the round (default: the preset's)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    parser.add_argument("--precision", default=None, choices=("auto", "fp32", "bf16"),
+                        help="RunConfig.precision (default: the preset's)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(machine("start"))
-    cfg = preset(args.preset, model=args.model, budget=args.budget, rounds=1)
+    cfg = preset(args.preset, model=args.model, budget=args.budget, rounds=1, precision=args.precision)
+    precision = resolve_precision(cfg.precision)
+    peaks = _peak.peaks()
+    print(f"precision {cfg.precision} -> {precision}; {_peak.describe(peaks)}")
     reg = registry()
     rec = Recorder()
 
@@ -154,6 +198,9 @@ def main() -> None:
                   if "peak" in r else f"{'-':>11s} {'-':>8s} {'-':>10s}")
         print(f"{name:38s} {r['seconds']:8.2f} {share:>6s} {memory}")
     print(f"{'round total':38s} {total:8.2f} {'100%':>6s}")
+    print()
+    for line in stage_flops(session, cfg, table, examples, rec.rows, peaks, precision):
+        print(line)
     print("\nmemory: peak RSS sampled by psutil every 5 ms; rise = peak minus RSS at the stage's start; "
           "ru_maxrss = resource.getrusage high-water mark after the stage")
     print(machine("end"))

@@ -14,7 +14,11 @@ responses of 8..64 tokens of review-like words):
   still runs over the whole row (masked blocks included), so it is an achievable
   figure, not an ideal one. Its log-probs are checked against the per-sequence ones.
 
-Tokens/s counts real tokens (prompt + response) for every method. Each repeat runs
+Tokens/s counts real tokens (prompt + response) for every method; achieved FLOP/s
+(useful FLOPs only: 2 x matmul parameters x real tokens for the backbone, plus the
+LM head at response tokens) is shown against the matmul peak of the same dtype,
+measured at the start (``_peak.py``). ``--precision bf16`` scores under bf16
+autocast (the head stays float32). Each repeat runs
 every method once, in rotating order; the table shows each method's best repeat
 (on a shared machine other jobs only ever add time).
 Run on demand: ``python benchmarks/scoring.py --model smollm2``.
@@ -29,7 +33,8 @@ import numpy as np
 import torch
 
 from acqkit.round.batching import left_pad, length_buckets
-from acqkit.models import load_model, load_tokenizer
+import _peak  # benchmarks/_peak.py
+from acqkit.models import autocast, load_model, load_tokenizer, resolve_precision
 from acqkit.round.sample import encode_prompts
 from acqkit.round.score import response_logps, score
 
@@ -105,7 +110,8 @@ def per_sequence(model, prompts, responses) -> np.ndarray:
     for i, (p, r) in enumerate(zip(prompts, responses)):
         ids = torch.tensor([p + r])
         keep = torch.arange(len(p) - 1, len(p) + len(r) - 1)
-        logits = model(input_ids=ids, logits_to_keep=keep, use_cache=False).logits[0]
+        with autocast(model):  # --precision: the same compute dtype as acqkit's scorer
+            logits = model(input_ids=ids, logits_to_keep=keep, use_cache=False).logits[0]
         out[i] = response_sum(logits, ids[0, len(p):])
     return out
 
@@ -137,8 +143,9 @@ def packed(model, prompts, responses, max_tokens: int) -> np.ndarray:
         keep_t = torch.tensor(keep)
         # position ids that restart per sequence and no attention mask: transformers builds the
         # block-diagonal causal mask itself (cache disabled, as its packed-sequence detection needs).
-        logits = model(input_ids=ids_t, position_ids=torch.tensor([pos]), logits_to_keep=keep_t,
-                       use_cache=False).logits[0]
+        with autocast(model):
+            logits = model(input_ids=ids_t, position_ids=torch.tensor([pos]), logits_to_keep=keep_t,
+                           use_cache=False).logits[0]
         token_logp = torch.log_softmax(logits.float(), -1).gather(-1, ids_t[0, keep_t + 1][:, None])[:, 0]
         at = 0
         for i, n in spans:
@@ -162,13 +169,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    parser.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16"))
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(machine("start"))
+    precision = resolve_precision(args.precision)
+    peaks = _peak.peaks()
+    print(f"precision {precision}; {_peak.describe(peaks)}")
 
     tok = load_tokenizer(args.model)
-    model = load_model(args.model)
+    model = load_model(args.model, precision=precision)
     mix = length_mix(tok, args.n, args.seed)
     prompts, responses = [m[1] for m in mix], [m[2] for m in mix]
     pad = tok.pad_token_id
@@ -207,10 +218,15 @@ def main() -> None:
 
     bucketed = length_buckets([len(p) + len(r) for p, r in zip(prompts, responses)], args.batch_size)
     in_order = [list(range(s, min(s + args.batch_size, args.n))) for s in range(0, args.n, args.batch_size)]
-    print(f"\n{'padding':36s} {'input positions':>16s} {'response logits':>16s}")
+    # the second column is the padding of the [rows, longest response] grid, which acqkit's LM head now skips
+    print(f"\n{'padding':36s} {'input positions':>16s} {'response grid':>16s}")
     for name, batches in (("length buckets (acqkit)", bucketed), ("input order", in_order)):
         seq, logit = padding_fraction(prompts, responses, batches)
         print(f"{name:36s} {seq:16.1%} {logit:16.1%}")
+    body = _peak.matmul_params(model) - _peak.head_params(model)
+    flop = 2 * body * tokens + 2 * _peak.head_params(model) * int(rlen.sum())
+    print("\n" + _peak.flops_line("acqkit score (buckets), useful FLOPs", flop,
+                                  min(seconds["acqkit score (buckets)"]), peaks, precision))
     ratio = tokens / min(seconds["acqkit score (buckets)"]) / limit
     print(f"\nacqkit / limit = {ratio:.2f} (target >= 0.8: {'MET' if ratio >= 0.8 else 'MISSED'})")
     print(machine("end"))

@@ -18,7 +18,7 @@ from acqkit.plugins import KINDS, registry
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = {"strategy": "strategies.md", "labeler": "labelers.md", "refiner": "labelers.md", "task": "tasks.md",
-        "oracle": "tasks.md", "sampler": "plugins.md"}
+        "oracle": "tasks.md", "sampler": "plugins.md", "tracker": "reporting.md"}
 HOOKS = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("acqkit_")]
 
 

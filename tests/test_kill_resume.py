@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from kill_helpers import (CONFIG, Zygote, assert_nothing_half_written, assert_same_as_reference, child_env,
-                          compare_args, install_plugin, job_env, ledger_rows, oracle_calls, tail)
+from kill_helpers import (CONFIG, JUDGE_CONFIG, Zygote, assert_nothing_half_written, assert_same_as_reference,
+                          child_env, compare_args, compared_files, install_plugin, job_env, ledger_rows, oracle_calls,
+                          tail)
 
 pytestmark = pytest.mark.integration  # child processes killed and resumed
 
@@ -135,3 +136,45 @@ def test_a_batch_answered_but_not_yet_stored_is_asked_again_with_the_same_answer
     assert zygote.run(compare_args(out, config), job_env(calls, None), log) == 0, tail(log)
     asked = assert_same_as_reference(out, calls, *reference[:2])
     assert {k for k, n in asked.items() if n > 1} == unstored and max(asked.values()) == 2
+
+
+def test_a_judge_killed_between_answers_re_asks_nothing_already_answered(harness, tmp_path):
+    """The judge stores each answer as it arrives: kills right after a stored answer (mid-round), then
+    --resume, ask the judge server exactly the questions an uninterrupted comparison asks, once each."""
+    from collections import Counter
+
+    import pandas as pd
+    from judge_server import JudgeServer
+
+    zygote = harness[0]
+    key = "sk-kill-SENTINEL-77aa"
+    server = JudgeServer()
+    try:
+        config = tmp_path / "judge.toml"
+        config.write_text(JUDGE_CONFIG.format(base_url=server.base_url, key_env="ACQKIT_JUDGE_KILL_KEY"))
+        env = lambda calls, kill: {**job_env(calls, kill), "ACQKIT_JUDGE_KILL_KEY": key}  # noqa: E731
+        ref, out = tmp_path / "ref", tmp_path / "cmp"
+        log = tmp_path / "ref.log"
+        assert zygote.run(compare_args(ref, config), env(tmp_path / "ref-calls.jsonl", None), log) == 0, tail(log)
+        asked_ref = Counter((r["a"], r["b"]) for r in server.requests)
+        server.reset()
+        # Round 1 asks 4 pairs: killed after its 3rd stored answer; the resume finishes round 1 (1 answer)
+        # and is killed after the 2nd answer of round 2; the last resume finishes.
+        for i, kill in enumerate(["put:3", "put:3", None]):
+            log = tmp_path / f"{i}.log"
+            code = zygote.run(compare_args(out, config), env(tmp_path / "calls.jsonl", kill), log)
+            assert code == (0 if kill is None else -signal.SIGKILL), tail(log)
+            assert_nothing_half_written(out)
+        asked = Counter((r["a"], r["b"]) for r in server.requests)
+    finally:
+        server.close()
+    assert asked == asked_ref and sum(asked.values()) == 2 * 8  # both orders of 8 pairs, never twice
+    assert compared_files(out) == compared_files(ref)
+    for name in sorted(compared_files(ref)):
+        assert (out / name).read_bytes() == (ref / name).read_bytes(), name
+    assert ledger_rows(out) == ledger_rows(ref)
+    results = pd.read_csv(out / "results.csv")
+    assert results["cost_usd_spent"].iloc[-1] > 0 and results["cost_usd_round"].iloc[0] == 0
+    for path in list(out.rglob("*")) + list(tmp_path.glob("*.log")):
+        if path.is_file():
+            assert key.encode() not in path.read_bytes(), path

@@ -85,13 +85,17 @@ def test_table_words(tmp_path):
     summary = summarize(hand_table())
     assert diff_cell(0.11, T2 * 0.01 / math.sqrt(3), 3) == "+0.110 ± 0.025"
     noisy = row(summary, "noisy")
-    assert diff_cell(noisy["win_rate_diff"], noisy["win_rate_diff_ci"], noisy["win_rate_diff_n"]) \
-        == "+0.017 ± 0.399 (not significant)"
+    assert diff_cell(noisy["win_rate_diff"], noisy["win_rate_diff_ci"], noisy["win_rate_diff_n"]) == "+0.017 ± 0.399"
+    assert diff_cell(0.4, math.nan, 1) == "+0.400" and diff_cell(math.nan, math.nan, 0) == "n/a"
+    # noisy's interval covers 0: the verdict says how large a difference 3 seeds could have found
+    assert noisy["verdict"] == f"no difference larger than {noisy['win_rate_diff_mde']:.3f}"
+    assert row(summary, "steady")["verdict"] == "better" and row(summary, "lonely")["verdict"] == "n/a: one seed, no test"
     text = render(rich_table(summary, "hand", "random"))
-    assert "+0.110 ± 0.025" in text and "(not significant)" in text and "baseline" in text and "n/a" in text
+    assert "+0.110 ± 0.025" in text and "no difference" in text and "baseline" in text and "n/a" in text
     assert "0.710 ± 0.237" in text  # steady's own mean and interval
+    assert "Holm correction over the 2 comparisons with random" in text  # lonely has no test: not counted
     absent = render(rich_table(summarize(hand_table(), baseline="greedy"), "hand", "greedy"))
-    assert absent.count("n/a") == 4 and "baseline" not in absent
+    assert absent.count("n/a") == 8 and "baseline" not in absent  # no Δ and no verdict for 4 strategies
 
 
 def test_markdown_table_has_the_same_cells(tmp_path):
@@ -101,7 +105,7 @@ def test_markdown_table_has_the_same_cells(tmp_path):
     body = [line.strip("| ").split(" | ") for line in md[4:] if line.startswith("| ")]
     assert len(body) == len(summary) and all(len(cells) == len(body[0]) for cells in body)
     assert any(c[:4] == ["steady", "1", "3", "0.710 ± 0.237"] for c in body)
-    assert any("(not significant)" in c[-1] for c in body)
+    assert any(c[-2].startswith("no difference larger than") for c in body)
 
 
 def test_duplicate_rows_are_refused():
@@ -154,7 +158,8 @@ def test_several_run_directories_make_one_table_tagged_by_what_differs(tmp_path)
     assert out.exit_code == 0, out.output
     lines = [line for line in out.output.splitlines() if line.startswith("| steady")]
     assert [line.split(" | ")[0] for line in lines] == ["| steady [schedule=constant]", "| steady [schedule=decrease]"]
-    assert lines[1].endswith("| +0.050 ± 0.000 |")  # paired by seed: exactly the shift, on every seed
+    # paired by seed: exactly the shift, on every seed, so there is no variance to test
+    assert lines[1].endswith("| +0.050 ± 0.000 | same difference on every seed (SD 0, no test) | - |")
     assert "t on m, budget 8" in out.output and "plots: none" in out.output
     drawn = CliRunner().invoke(cli, [*args, "--plots", str(tmp_path / "plots")])
     assert drawn.exit_code == 0 and (tmp_path / "plots" / "winrate_vs_labels.png").exists()

@@ -58,3 +58,25 @@ def test_train_only_the_last_block(tiny):
     train(model, batch, TrainConfig(lr=1e-2, batch_size=1, warmup=0.0, train_layers=1), tok.pad_token_id)
     changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
     assert changed and all(k.startswith(("model.layers.1.", "model.norm.")) for k in changed), changed
+
+
+def test_a_bf16_training_step_lowers_the_loss_and_keeps_float32_weights(tiny):
+    from acqkit import models
+
+    if not models.native_bf16("cpu"):
+        import pytest
+
+        pytest.skip("this CPU has no native bf16")
+    model, tok = tiny
+    model = type(model)(model.config)
+    model.load_state_dict(tiny[0].state_dict())
+    models.set_precision(model, "bf16")
+    batch = [Example([5, 6, 7], [20, 21, 22], [30, 31], -20.0, -15.0, 1.0),
+             Example([8, 9], [40, 41], [50, 51, 52, 53], -12.0, -25.0, 0.0)]
+    with torch.no_grad():
+        before = batch_loss(model, batch, 0.1, tok.pad_token_id).item()
+    train(model, batch, TrainConfig(lr=1e-2, batch_size=2, epochs=1, warmup=0.0), tok.pad_token_id)
+    with torch.no_grad():
+        after = batch_loss(model, batch, 0.1, tok.pad_token_id)
+    assert after.item() < before - 1e-3
+    assert after.dtype == torch.float32 and all(p.dtype == torch.float32 for p in model.parameters())

@@ -18,7 +18,8 @@ from acqkit.hookspecs import API_VERSION
 from acqkit.errors import AcqkitError
 from acqkit.plugins import KINDS, registry, split_specs
 from acqkit.distributed import is_main
-from acqkit.report.summary import load_many, markdown_table, rich_table, select, summarize, title as report_title
+from acqkit.report.summary import (load_many, markdown_table, rich_table, select, summarize, title as report_title,
+                                   write_summary)
 
 console = Console(width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True)
@@ -78,6 +79,7 @@ def run(preset: str, quiet: bool, strategy: str, seed: int, out: Path, resume_di
     from acqkit.config import load_compare
     from acqkit.round.loop import run as run_loop
     from acqkit.store.claim import claim
+    from acqkit import track
 
     ctx = click.get_current_context()
     if resume_dir:
@@ -86,9 +88,11 @@ def run(preset: str, quiet: bool, strategy: str, seed: int, out: Path, resume_di
     else:
         cfg = from_preset(preset, {"strategy": strategy, "seed": seed, **given(ctx, overrides)})
     registry().build("strategy", cfg.strategy)
+    trackers = track.check_trackers(registry(), cfg.track, out)  # a tracker that cannot run: fail before loading
     t0 = time.perf_counter()
-    with progress_display(quiet), claim(out, resume=bool(resume_dir), overwrite=overwrite):
-        results = run_loop(cfg, out=out, resume=bool(resume_dir))
+    with progress_display(quiet), claim(out, resume=bool(resume_dir), overwrite=overwrite), \
+            track.tracking(registry(), trackers, out, bool(resume_dir)):
+        results = track.tracked_run(registry(), cfg, out, lambda: run_loop(cfg, out=out, resume=bool(resume_dir)))
     console.print(results.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     console.print(f"[dim]{time.perf_counter() - t0:.0f}s; results in {out / 'results.csv'}[/dim]")
 
@@ -180,6 +184,25 @@ def show_report(run_dirs: list[Path], rounds: str, baseline: str, markdown: bool
     plots_dir.mkdir(parents=True, exist_ok=True)
     pngs = write_plots(results, plots_dir)
     console.print(f"[dim]plots: {', '.join(str(p) for p in pngs)}[/dim]")
+    console.print(f"[dim]summary: {write_summary(summary, plots_dir / 'summary.csv')}[/dim]")
+    if len(run_dirs) == 1:
+        show_diagnostics(run_dirs[0], list(dict.fromkeys(results["strategy"])), plots_dir / "diagnostics")
+
+
+def show_diagnostics(run_dir: Path, strategies: list[str] | None, out_dir: Path) -> None:
+    """Overlap, margins, label quality and flip detection from the run directory's logs (docs/reporting.md)."""
+    from acqkit.report.diagnostic_plots import write_diagnostic_plots
+    from acqkit.report.diagnostics import diagnose, tables, write_csvs
+
+    found = diagnose(run_dir, strategies)
+    shown = tables(found)
+    if not shown:
+        console.print(f"[dim]diagnostics: none (no run in {run_dir} logged labels.jsonl and pool.jsonl)[/dim]")
+        return
+    for table in shown:
+        console.print(table)
+    files = write_csvs(found, out_dir) + write_diagnostic_plots(found, out_dir)
+    console.print(f"[dim]diagnostics: {', '.join(str(p) for p in files)}[/dim]")
 
 
 @cli.command(name="plugins")

@@ -15,6 +15,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from acqkit.errors import ConfigError, MissingFileError
+from acqkit.models.precision import (PRECISIONS, autocast, dtype_for, native_bf16, precision_of,  # noqa: F401
+                                     resolve_precision, set_precision)
 
 EMBEDDED = ("tiny", "smollm2")
 
@@ -80,9 +82,16 @@ def load_tokenizer(spec: str, trust_remote_code: bool = False):
     return tok
 
 
-def load_model(spec: str, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False):
+def load_model(spec: str, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False,
+               precision: str = "fp32"):
+    """The model with float32 weights (``dtype``) whose forwards run at ``precision`` (resolved: fp32 | bf16).
+
+    bf16 is applied by autocast, not by bf16 weights (``acqkit.models.precision``
+    says why), so the weights load in float32 whatever the precision.
+    """
     model = AutoModelForCausalLM.from_pretrained(
         resolve(spec), dtype=dtype, trust_remote_code=trust_remote_code
     )
+    set_precision(model, precision)
     model.eval()
     return model

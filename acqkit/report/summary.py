@@ -13,11 +13,16 @@ from rich.table import Table
 
 from acqkit.config import read_toml
 from acqkit.errors import ConfigError, MissingFileError, RunDirError
-from acqkit.report.stats import mean_ci, paired_diff, verdict
+from acqkit.report.stats import (differences, holm, mde, mean_ci, p_value, sd, seeds_needed, verdict_words)
+from acqkit.store.rundir import write_csv
 
 METRICS = [("win_rate", "gold win rate", "{:.3f}"), ("gold_reward", "gold reward", "{:.3f}"),
            ("kl", "KL to ref", "{:.2f}"), ("length", "length", "{:.1f}"), ("labels_spent", "labels", "{:.0f}"),
            ("label_agreement", "label\nagreement", "{:.2f}")]
+# Shown beside the metric they follow, and only when the results hold a value for them: money from a
+# labeler that charges it (the judge), order consistency from one that asks in both orders.
+OPTIONAL_METRICS = {"labels_spent": ("cost_usd_spent", "cost\nUSD", "{:.4f}"),
+                    "label_agreement": ("label_consistency", "order\nconsistency", "{:.2f}")}
 KEYS = ["strategy", "seed", "round"]
 REQUIRED = KEYS + [col for col, _, _ in METRICS]
 RESULT_FILES = ("results.csv", "results.parquet")
@@ -78,6 +83,19 @@ def _value(v) -> str:
     return ",".join(map(str, v)) if isinstance(v, list) else str(v)
 
 
+def metrics(frame: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """METRICS plus each optional metric that ``frame`` has a value for (a nonzero cost, a consistency)."""
+    out = []
+    for metric in METRICS:
+        out.append(metric)
+        extra = OPTIONAL_METRICS.get(metric[0])
+        if extra and extra[0] in frame.columns:
+            values = pd.to_numeric(frame[extra[0]], errors="coerce")
+            if (values.fillna(0) != 0).any() if extra[0].startswith("cost") else values.notna().any():
+                out.append(extra)
+    return out
+
+
 def select(results: pd.DataFrame, strategies: list[str] | None) -> pd.DataFrame:
     """Only the named strategies, in that order; an unknown name lists the ones there are."""
     if not strategies:
@@ -96,7 +114,10 @@ def summarize(results: pd.DataFrame, rounds: str | int = "final", baseline: str 
     """Mean and 95% CI half-width over seeds per strategy and round, plus the paired difference to ``baseline``.
 
     ``rounds`` is ``"final"`` (the last round present), ``"all"`` or one round number. For each metric
-    ``m`` the frame holds ``m``, ``m_ci``, and ``m_diff``, ``m_diff_ci``, ``m_diff_n`` (pairs by seed).
+    ``m`` the frame holds ``m``, ``m_ci``, and ``m_diff``, ``m_diff_ci``, ``m_diff_n`` (pairs by seed),
+    ``m_diff_sd``, ``m_diff_p`` (paired t), ``m_diff_p_holm`` (Holm over the strategies compared with the
+    baseline in the same round), ``m_diff_mde`` (80% power, alpha 0.05) and ``m_diff_seeds`` (seeds for
+    80% power at the observed difference); ``verdict`` says it in words for the win rate.
     """
     dupes = results.duplicated(KEYS)
     if dupes.any():
@@ -107,6 +128,7 @@ def summarize(results: pd.DataFrame, rounds: str | int = "final", baseline: str 
     elif rounds != "all":
         results = results[results["round"] == int(rounds)]
     base = results[results["strategy"] == baseline].set_index(["round", "seed"])
+    shown = metrics(results)
     order = list(dict.fromkeys(results["strategy"]))
     order.sort(key=lambda s: s != baseline)  # the baseline first, others as they first appear
     rows = []
@@ -117,13 +139,50 @@ def summarize(results: pd.DataFrame, rounds: str | int = "final", baseline: str 
             ref = base.loc[rnd] if strategy != baseline and rnd in base.index.get_level_values(0) else None
             seeds = group.index.intersection(ref.index) if ref is not None else []
             row = {"strategy": strategy, "round": int(rnd), "seeds": len(group)}
-            for col, _, _ in METRICS:
+            for col, _, _ in shown:
                 row[col], row[col + "_ci"] = mean_ci(group[col].tolist())
-                d = paired_diff(group.loc[seeds, col].tolist(), ref.loc[seeds, col].tolist()) \
-                    if ref is not None else (math.nan, math.nan, 0)
-                row[col + "_diff"], row[col + "_diff_ci"], row[col + "_diff_n"] = d
+                d = differences(group.loc[seeds, col].tolist(), ref.loc[seeds, col].tolist()) if ref is not None else []
+                row.update(_paired(col, d))
             rows.append(row)
-    return pd.DataFrame(rows)
+    return _corrected(pd.DataFrame(rows), baseline)
+
+
+def _paired(col: str, d: list[float]) -> dict:
+    """The paired-difference columns of one metric, from its per-seed differences ``d``."""
+    mean, ci = mean_ci(d) if d else (math.nan, math.nan)
+    s, n = sd(d), len(d)
+    return {col + "_diff": mean, col + "_diff_ci": ci, col + "_diff_n": n, col + "_diff_sd": s,
+            col + "_diff_p": p_value(mean, s, n), col + "_diff_mde": mde(s, n), col + "_diff_seeds": seeds_needed(mean, s)}
+
+
+def _corrected(summary: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
+    """Holm-adjusted p-values per round (the family: every strategy against the baseline) and the verdicts."""
+    if summary.empty:
+        return summary
+    others = summary["strategy"] != baseline
+    for col, _, _ in METRICS:
+        summary[col + "_diff_p_holm"] = math.nan
+        for _, idx in summary[others].groupby("round").groups.items():
+            summary.loc[idx, col + "_diff_p_holm"] = holm(summary.loc[idx, col + "_diff_p"].tolist())
+    summary["verdict"] = [
+        "baseline" if s == baseline else
+        verdict_words(r["win_rate_diff"], r["win_rate_diff_sd"], int(r["win_rate_diff_n"]), r["win_rate_diff_p_holm"],
+                      r["win_rate_diff_mde"])
+        for s, (_, r) in zip(summary["strategy"], summary.iterrows())]
+    return summary
+
+
+def family_sizes(summary: pd.DataFrame, baseline: str | None) -> set[int]:
+    """How many comparisons with the baseline each round's Holm correction spans (tested ones only)."""
+    tested = summary[(summary["strategy"] != baseline) & summary["win_rate_diff_p"].notna()]
+    return set(tested.groupby("round").size().tolist())
+
+
+def write_summary(summary: pd.DataFrame, path: str | Path) -> Path:
+    """The summary as a results file (``summary.csv``): every mean, interval, power figure and verdict."""
+    path = Path(path)
+    write_csv(summary, path)
+    return path
 
 
 def title(results: pd.DataFrame, config: dict, rounds: str | int) -> str:
@@ -146,40 +205,59 @@ def _cell(mean: float, ci: float, fmt: str) -> str:
 
 
 def diff_cell(mean: float, ci: float, n: int, fmt: str = "{:+.3f}") -> str:
-    """``+0.062 ± 0.270 (not significant)``, ``+0.100 ± 0.050``, or ``n/a``."""
-    said = verdict(mean, ci, n)
-    if said == "n/a":
+    """``+0.062 ± 0.270``, ``+0.100`` (one seed: no interval), or ``n/a`` (no paired seed)."""
+    if n < 1 or math.isnan(mean):
         return "n/a"
-    text = f"{fmt.format(mean)} ± {fmt.format(ci).lstrip('+')}"
-    return f"{text} (not significant)" if said == "not significant" else text
+    if n < 2 or math.isnan(ci):
+        return fmt.format(mean)
+    return f"{fmt.format(mean)} ± {fmt.format(ci).lstrip('+')}"
+
+
+def seeds_cell(seeds: float) -> str:
+    return "-" if math.isnan(seeds) else "∞" if math.isinf(seeds) else f"{seeds:.0f}"
 
 
 def table_cells(summary: pd.DataFrame, baseline: str | None = "random") -> tuple[list[str], list[list[str]]]:
     """Headers and formatted rows shared by the terminal and the markdown table."""
     by_round = summary["round"].nunique() > 1
-    headers = ["strategy"] + (["round"] if by_round else []) + ["seeds"] + [h for _, h, _ in METRICS]
-    headers.append(f"Δ win rate\nvs {baseline}")
+    shown = metrics(summary)
+    headers = ["strategy"] + (["round"] if by_round else []) + ["seeds"] + [h for _, h, _ in shown]
+    headers += [f"Δ win rate\nvs {baseline}", "verdict", "seeds\nneeded"]
     rows = []
     for _, row in summary.iterrows():
         cells = [str(row["strategy"])] + ([str(row["round"])] if by_round else []) + [str(row["seeds"])]
-        cells += [_cell(row[c], row[c + "_ci"], fmt) for c, _, fmt in METRICS]
-        cells.append("baseline" if row["strategy"] == baseline else
-                     diff_cell(row["win_rate_diff"], row["win_rate_diff_ci"], int(row["win_rate_diff_n"])))
+        cells += [_cell(row[c], row[c + "_ci"], fmt) for c, _, fmt in shown]
+        if row["strategy"] == baseline:
+            cells += ["baseline", "-", "-"]
+        else:
+            cells += [diff_cell(row["win_rate_diff"], row["win_rate_diff_ci"], int(row["win_rate_diff_n"])),
+                      row["verdict"], seeds_cell(row["win_rate_diff_seeds"])]
         rows.append(cells)
     return headers, rows
 
 
-def caption(baseline: str | None) -> str:
-    return f"mean ± 95% CI half-width over seeds (t); Δ = paired by seed and round, minus {baseline or 'no baseline'}"
+def caption(baseline: str | None, summary: pd.DataFrame | None = None) -> str:
+    """What the numbers are; with several strategies against one baseline, the Holm correction too."""
+    lines = [f"mean ± 95% CI half-width over seeds (t); Δ = paired by seed and round, minus {baseline or 'no baseline'}",
+             "verdict: paired t-test at α = 0.05; \"no difference larger than X\": X is the smallest true Δ it "
+             "detects with 80% power at the observed SD (MDE); seeds needed: for 80% power at the observed Δ"]
+    sizes = family_sizes(summary, baseline) if summary is not None else set()
+    if max(sizes, default=0) > 1:
+        count = "/".join(str(s) for s in sorted(sizes))
+        lines.append(f"Holm correction over the {count} comparisons with {baseline} per round (family-wise α = 0.05)")
+    return "\n".join(lines)
 
 
 def rich_table(summary: pd.DataFrame, title: str, baseline: str | None = "random") -> Table:
     """One row per strategy (and round, when the summary holds several); the last column is Δ win rate."""
     headers, rows = table_cells(summary, baseline)
-    table = Table(title=title, caption=caption(baseline))
+    table = Table(title=title, caption=caption(baseline, summary))
     table.add_column(headers[0], style="bold", overflow="fold")  # a long spec wraps, never loses its end
     for header in headers[1:]:
-        table.add_column(header, justify="right", no_wrap=True)  # a number and its CI stay on one line
+        if header == "verdict":  # words may wrap ("no difference / larger than 0.25"); numbers never do
+            table.add_column(header, justify="left", max_width=16)
+        else:
+            table.add_column(header, justify="right", no_wrap=True)  # a number and its CI stay on one line
     for cells in rows:
         table.add_row(*cells)
     return table
@@ -190,6 +268,6 @@ def markdown_table(summary: pd.DataFrame, title: str, baseline: str | None = "ra
     headers, rows = table_cells(summary, baseline)
     esc = lambda text: text.replace("\n", " ").replace("|", "\\|")  # noqa: E731
     lines = [f"**{title}**", "", "| " + " | ".join(esc(h) for h in headers) + " |",
-             "|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|"]
+             "|" + "|".join("---" if h in ("strategy", "verdict") else "---:" for h in headers) + "|"]
     lines += ["| " + " | ".join(esc(c) for c in cells) + " |" for cells in rows]
-    return "\n".join(lines + ["", f"_{caption(baseline)}_", ""])
+    return "\n".join(lines + [""] + [f"_{line}_\n" for line in caption(baseline, summary).splitlines()])

@@ -31,14 +31,17 @@ from acqkit.round.score import score
 from acqkit.round.session import Session, stage_seed, table_from
 from acqkit.strategies import pairs_frame
 from acqkit.round.train import Example, TrainConfig, train
-from acqkit.round.label import gold_agreement, label_pairs
+from acqkit.round.label import label_pairs, log_labels, logged
 from acqkit.round.previous import PreviousPolicy
 from acqkit.round.select import check_pairs
 
 NOT_YET = object()  # Run.start_state before it is known
 RESERVED_STATES = ("model", "adapter_model")  # the policy's own safetensors files in a checkpoint
 RESULT_COLUMNS = ["strategy", "seed", "round", "labels_round", "labels_spent", "pairs_trained",
-                  "win_rate", "gold_reward", "length", "kl", "label_agreement", "train_loss"]
+                  "win_rate", "gold_reward", "length", "kl", "label_agreement", "train_loss",
+                  "cost_usd_round", "cost_usd_spent", "label_consistency"]
+# Columns added after the first release: an older results.csv is resumed with these values.
+LATER_COLUMNS = {"cost_usd_round": 0.0, "cost_usd_spent": 0.0, "label_consistency": float("nan")}
 
 
 def sample_and_score(session: Session, cfg: RunConfig, plan: SamplePlan, round: int,
@@ -76,7 +79,7 @@ def examples_from(labels: pd.DataFrame, table: pd.DataFrame, reference: str = "i
 def train_config(cfg: RunConfig, round: int, epochs: int | None = None) -> TrainConfig:
     return TrainConfig(beta=cfg.beta, lr=cfg.lr, epochs=epochs or cfg.epochs, batch_size=cfg.batch_size,
                        grad_accum=cfg.grad_accum, seed=stage_seed(cfg.seed, round, "train"),
-                       train_layers=cfg.train_layers, mixed_precision=cfg.mixed_precision)
+                       train_layers=cfg.train_layers, group_by_length=cfg.group_by_length)
 
 
 def evaluate_policy(session: Session, cfg: RunConfig, round: int) -> dict:
@@ -94,9 +97,9 @@ def evaluate_policy(session: Session, cfg: RunConfig, round: int) -> dict:
 # key) sampled as the strategy's plan says (prompts, responses, temperature, top-k; the plan
 # stands for strategy, budget, schedule, n_responses and the run temperature).
 NOT_IN_WARM_START = frozenset({"strategy", "labeler", "refiner", "rounds", "budget", "schedule", "n_responses",
-                               "checkpoint", "seed", "warm_start_seed"})
+                               "checkpoint", "seed", "warm_start_seed", "budget_usd", "track"})
 NOT_IN_ROUND_ONE = frozenset({"strategy", "labeler", "refiner", "rounds", "budget", "schedule", "n_responses",
-                              "temperature", "epochs", "checkpoint"})
+                              "temperature", "epochs", "checkpoint", "budget_usd", "track"})
 
 
 def config_items(cfg: RunConfig, ignored) -> tuple:
@@ -130,14 +133,12 @@ def warm_start(session: Session, cfg: RunConfig, reg: Registry, run_dir) -> dict
         stats = train(session.policy, examples_from(labels, table), train_config(ws_cfg, 0, cfg.seed_epochs),
                       session.tokenizer.pad_token_id)
         session.cache[key] = {"state": session.snapshot(), "labels": int(labels["cost"].sum()),
+                              "usd": money(labels),
                               "pairs": len(labels), "loss": stats["loss"], "table": table, "label_rows": labels,
                               "metrics": evaluate_policy(session, ws_cfg, 0)}
     ws = session.cache[key]
     if run_dir and ws["pairs"]:
-        texts = ws["table"].set_index("response_id")["text"]
-        lab = ws["label_rows"]
-        append_jsonl(run_dir / "labels.jsonl", lab.assign(round=0, text_a=list(texts.loc[lab["a"]]),
-                                                          text_b=list(texts.loc[lab["b"]])))
+        append_jsonl(run_dir / "labels.jsonl", logged(session, ws["label_rows"], ws["table"], 0))
     return ws
 
 
@@ -165,6 +166,7 @@ class Run:
     refiner: object
     start_state: object = NOT_YET  # the round-0 policy; a resumed run computes it only if a round starts there
     spent: int = 0
+    usd_spent: float = 0.0  # money paid so far (a labeler that reports cost_usd, like the judge)
     history: list = field(default_factory=list)  # every online round's examples so far
     previous: PreviousPolicy = field(init=False)  # the label stage's previous iterate, if the labeler wants it
 
@@ -211,9 +213,16 @@ def play_round(r: Run, rnd: int, budget: int) -> dict:
     rng = np.random.default_rng(stage_seed(cfg.seed, rnd, "select"))
     pairs = check_pairs(r.strategy.select(table, budget, rng, cfg.beta), table, budget if paid else None,
                         cfg.strategy)
+    if r.run_dir:  # the pool the pairs were chosen from, for diagnostics (acqkit/report/diagnostics.py)
+        append_jsonl(r.run_dir / "pool.jsonl", pool_rewards(table, cfg.beta, rnd))
+    usd_left = None if cfg.budget_usd is None else cfg.budget_usd - r.usd_spent
     labels = label_pairs(session, cfg, r.labeler, r.labeler_spec, pairs, table, rnd, r.run_dir,
-                         previous=r.previous.advance(session))  # the labeler's declared extra model, if any
+                         previous=r.previous.advance(session),  # the labeler's declared extra model, if any
+                         usd_left=usd_left)
+    label_agreement = log_labels(session, labels, table, rnd, r.run_dir)
     r.spent += int(labels["cost"].sum())
+    usd_round = money(labels)
+    r.usd_spent += usd_round
     new = examples_from(declared(r.refiner, Refiner, "refine")(labels, table), table, train_reference)
     if r.run_dir:
         append_jsonl(r.run_dir / "examples.jsonl", pd.DataFrame([{**asdict(e), "round": rnd} for e in new]))
@@ -228,19 +237,43 @@ def play_round(r: Run, rnd: int, budget: int) -> dict:
     reference = None
     if declared(r.refiner, Refiner, "needs_reference_model"):
         reference = session.reference if train_reference == "initial" else session.frozen_copy()
-    context = RefineContext(round=rnd, beta=cfg.beta, reference=reference)
+    refiner_log: list[dict] = []
+    context = RefineContext(round=rnd, beta=cfg.beta, reference=reference, log=refiner_log.append)
     targets = declared(r.refiner, Refiner, "in_training")(context)
     stats = train(session.policy, examples, train_config(cfg, rnd), session.tokenizer.pad_token_id,
                   targets=targets)
+    if r.run_dir and refiner_log:  # what the refiner changed in training (e.g. which pairs it smoothed)
+        append_jsonl(r.run_dir / "refiner.jsonl", pd.DataFrame(refiner_log).assign(round=rnd))
     del reference
     row = dict(strategy=cfg.strategy, seed=cfg.seed, round=rnd, labels_round=int(labels["cost"].sum()),
                labels_spent=r.spent, pairs_trained=len(examples), train_loss=stats["loss"],
-               label_agreement=gold_agreement(session, labels, table), **evaluate_policy(session, cfg, rnd))
+               label_agreement=label_agreement, cost_usd_round=usd_round,
+               cost_usd_spent=r.usd_spent, label_consistency=consistency(labels), **evaluate_policy(session, cfg, rnd))
     if r.run_dir:  # wall time lives apart from results.csv, which must be identical run to run
         refs = {k: v - refs0[k] for k, v in session.refs.counts().items()}  # reference forwards vs cache hits
         append_jsonl(r.run_dir / "timings.jsonl", pd.DataFrame([{"round": rnd, "seconds": time.perf_counter() - t0,
                                                                  **refs}]))
     return row
+
+
+def pool_rewards(table: pd.DataFrame, beta: float, rnd: int) -> pd.DataFrame:
+    """One row per sampled response: its implicit reward ``beta * (logp_policy - logp_ref)`` in this round."""
+    reward = beta * (table["logp_policy"].to_numpy(float) - table["logp_ref"].to_numpy(float))
+    return pd.DataFrame({"round": rnd, "prompt_id": table["prompt_id"].to_numpy(),
+                         "response_id": table["response_id"].to_numpy(), "reward": reward})
+
+
+def money(labels: pd.DataFrame) -> float:
+    """USD paid in a label stage: the labels' cost_usd plus what was billed for pairs then skipped."""
+    usd = float(labels["cost_usd"].sum()) if "cost_usd" in labels.columns else 0.0
+    return usd + float(labels.attrs.get("unlabeled_usd", 0.0))
+
+
+def consistency(labels: pd.DataFrame) -> float:
+    """Share of the round's labels whose two orders agreed (NaN when no label was asked in both orders)."""
+    if "consistency" not in labels.columns or labels["consistency"].isna().all():
+        return float("nan")
+    return float(labels["consistency"].mean())
 
 
 def finished_rounds(run_dir: Path, cfg: RunConfig) -> tuple[pd.DataFrame, int]:
@@ -256,6 +289,7 @@ def finished_rounds(run_dir: Path, cfg: RunConfig) -> tuple[pd.DataFrame, int]:
         rows = pd.read_csv(results)
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise RunDirError(f"{results}: cannot read the results to resume from ({exc})") from exc
+    rows = rows.assign(**{c: v for c, v in LATER_COLUMNS.items() if c not in rows.columns})
     missing = [c for c in RESULT_COLUMNS if c not in rows.columns]
     if missing or rows.empty:
         raise RunDirError(f"{results}: not an acqkit results file (missing column(s) {missing}, {len(rows)} rows); "
@@ -296,19 +330,23 @@ def run(cfg: RunConfig, session: Session | None = None, out: str | Path | None =
     if run_dir:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "config.toml", to_toml(cfg))
-        for log in ("labels.jsonl", "examples.jsonl", "timings.jsonl"):
+        for log in ("labels.jsonl", "examples.jsonl", "timings.jsonl", "pool.jsonl", "refiner.jsonl"):
             keep_rounds(run_dir / log, last if last else -1)
     if not last:  # a resumed run has its rows and policy on disk (and redoes round 0 only if a round starts there)
         ws = warm_start(session, cfg, reg, run_dir)
         r.start_state = ws["state"]
         rows = [dict(strategy=cfg.strategy, seed=cfg.seed, round=0, labels_round=ws["labels"],
                      labels_spent=ws["labels"], pairs_trained=ws["pairs"], label_agreement=float("nan"),
-                     train_loss=ws["loss"], **ws["metrics"])]
+                     train_loss=ws["loss"], cost_usd_round=ws.get("usd", 0.0), cost_usd_spent=ws.get("usd", 0.0),
+                     label_consistency=float("nan"), **ws["metrics"])]
         r.spent = ws["labels"]
+        r.usd_spent = ws.get("usd", 0.0)
         session.reset_policy(ws["state"])
+        reg.pm.hook.acqkit_round_end(run=asdict(cfg), round=0, metrics=rows[0])  # trackers see round 0 too (1.3)
     else:
         rows = kept.to_dict(orient="records")
         r.spent = int(rows[-1]["labels_spent"])
+        r.usd_spent = float(rows[-1]["cost_usd_spent"])
         r.history = [Example(**{k: v for k, v in rec.items() if k != "round"})
                      for rec in read_jsonl(run_dir / "examples.jsonl") if rec.get("round", 0) <= last]
         session.reset_policy(state)

@@ -1,7 +1,8 @@
 """Sample responses from a policy with batched ``generate`` (left padding, seeded).
 
 Every batch reseeds torch from (seed, batch index), so a batch's samples do
-not depend on what ran before it in the process.
+not depend on what ran before it in the process. Generation runs at the
+model's precision (``acqkit.models.precision``: bf16 autocast or float32).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import torch
 
 from acqkit.errors import PluginOutputError
+from acqkit.models.precision import autocast
 from acqkit.progress import track
 
 
@@ -65,13 +67,14 @@ def generate(model, tokenizer, prompt_ids: list[list[int]], n: int, cfg: GenConf
         mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in chunk], device=device)
         torch.manual_seed(seed * 1_000_003 + b)
         sampling = cfg.temperature > 0
-        out = model.generate(
-            input_ids=ids, attention_mask=mask, max_new_tokens=cfg.max_new_tokens,
-            do_sample=sampling, temperature=cfg.temperature if sampling else None,
-            # top_k 0 disables the warper (None would fall back to transformers' default of 50);
-            # top_p 1.0 so a model's own generation_config cannot truncate the samples either
-            top_k=cfg.top_k if sampling else None, top_p=1.0 if sampling else None, pad_token_id=pad,
-        )
+        with autocast(model):  # the model's precision; one context per call, so bf16 weight copies are reused
+            out = model.generate(
+                input_ids=ids, attention_mask=mask, max_new_tokens=cfg.max_new_tokens,
+                do_sample=sampling, temperature=cfg.temperature if sampling else None,
+                # top_k 0 disables the warper (None would fall back to transformers' default of 50);
+                # top_p 1.0 so a model's own generation_config cannot truncate the samples either
+                top_k=cfg.top_k if sampling else None, top_p=1.0 if sampling else None, pad_token_id=pad,
+            )
         for row in out[:, width:].tolist():
             responses.append(cut_at_eos(row, stop))
     return responses

@@ -1,23 +1,54 @@
 """Log-probabilities of responses under a model: one forward pass per response.
 
-Only response positions get logits (``logits_to_keep``); prompt tokens and
-padding are masked out. The same function serves scoring (no grad) and the
-DPO trainer (with grad), so both compute exactly the same quantity.
+The LM head runs only at the positions that predict a response token (the
+hidden states there are gathered first); prompt tokens and padding get no
+logits. The same function serves scoring (no grad) and the DPO trainer (with
+grad), so both compute exactly the same quantity. Under ``precision = "bf16"``
+the backbone runs in bf16 autocast, while the head, the log-softmax and every
+sum stay float32 (``acqkit.models.precision``).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from acqkit.models.precision import autocast
 from acqkit.round.batching import left_pad, length_buckets
 from acqkit.progress import track
 
+# Model families whose logits are exactly ``lm_head(final hidden state)``: the head may be applied to
+# gathered hidden states. Others (logit soft-capping, logit scaling) keep ``logits_to_keep``.
+PLAIN_HEAD = frozenset({"llama", "mistral", "qwen2", "qwen3", "smollm3", "olmo", "olmo2", "phi3"})
+
+
+def plain_head(model) -> bool:
+    config = getattr(model, "config", None)
+    return (getattr(config, "model_type", None) in PLAIN_HEAD and hasattr(model, "get_decoder")
+            and isinstance(model.get_output_embeddings(), torch.nn.Linear))
+
 
 def response_logits(model, ids, mask, pos, resp):
-    """Float logits at the positions that predict each response token: ``[B, R, V]``."""
+    """Float32 logits at the positions that predict each response token: ``[B, R, V]``.
+
+    Row ``i``, column ``j`` predicts ``ids[i, -R + j]``; positions where
+    ``resp`` is False (left padding of shorter responses) hold zeros: the head
+    never ran there.
+    """
     width = resp.shape[1]
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=width + 1)
-    return out.logits[:, -(width + 1) : -1].float()  # position t predicts token t+1
+    if not plain_head(model):
+        with autocast(model):
+            out = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=width + 1)
+        return out.logits[:, -(width + 1) : -1].float() * resp.unsqueeze(-1)  # position t predicts token t+1
+    with autocast(model):
+        hidden = model.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=pos,
+                                     use_cache=False).last_hidden_state
+    head = model.get_output_embeddings()
+    kept = hidden[:, -(width + 1) : -1][resp].float()  # [n response tokens, H]
+    with torch.autocast(hidden.device.type, enabled=False):  # the head in float32: its logits are ranked
+        logits = head(kept)
+    out = logits.new_zeros(resp.shape + logits.shape[-1:])
+    out[resp] = logits
+    return out
 
 
 def summed_logps(logits, ids, resp):

@@ -26,7 +26,7 @@ from acqkit.round.refcache import RefScorer
 from acqkit.round.sample import encode_prompts, generate, sample
 
 # Fields a session fixes when it opens; a run on that session must agree (Session.check).
-SESSION_FIELDS = ("sampler", "lora_rank", "lora_alpha", "lora_dropout", "lora_targets", "ref_cache")
+SESSION_FIELDS = ("sampler", "lora_rank", "lora_alpha", "lora_dropout", "lora_targets", "ref_cache", "precision")
 log = logging.getLogger("acqkit")
 
 
@@ -68,16 +68,19 @@ class Session:
         task = registry.build("task", cfg.task)  # a task that raises is named
         who = registry.describe("task", cfg.task)
         train, held_out = task_prompts(task, who, cfg.eval_prompts)  # checked before any model loads
+        device = distributed.device()  # cuda:<local rank> under a GPU launcher; the CPU otherwise
+        precision = models.resolve_precision(cfg.precision, device)  # bf16 without hardware support fails here
+        if precision != cfg.precision and distributed.is_main():
+            log.info("acqkit: precision = %s runs in %s on %s", cfg.precision, precision, device)
         tokenizer = models.load_tokenizer(cfg.model, cfg.trust_remote_code)
-        reference = models.load_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
+        reference = models.load_model(cfg.model, trust_remote_code=cfg.trust_remote_code, precision=precision)
         for p in reference.parameters():
             p.requires_grad_(False)
-        policy = models.load_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
+        policy = models.load_model(cfg.model, trust_remote_code=cfg.trust_remote_code, precision=precision)
         if cfg.lora_rank:
             from acqkit.models.lora import add_lora
 
             add_lora(policy, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
-        device = distributed.device()  # cuda:<local rank> under a GPU launcher; the CPU otherwise
         reference.to(device), policy.to(device)
         initial = {k: v.detach().clone() for k, v in policy.state_dict().items()}  # reset without reloading
         ids = dict(zip([p.id for p in train], encode_prompts(tokenizer, train)))

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from acqkit.components import Prompt
+from acqkit.components import Prompt, Task
 from acqkit.errors import MissingFileError, PromptError  # noqa: F401 (re-exported)
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
@@ -294,3 +294,39 @@ def _names(rec: Record) -> str:
 
 def _kind(value) -> str:
     return "nothing (empty)" if value is None else f"{type(value).__name__} {value!r:.40}"
+
+
+class PromptSetTask(Task):
+    """A task whose prompts are a checked :class:`PromptSet` and whose gold reward is an oracle by name.
+
+    The ``file`` and ``hf`` tasks are this plus a reader; ``spec`` is how the
+    task is written on the command line, for the hint when the oracle is unknown.
+    """
+
+    token_counts = True  # passed on to an oracle that declares it
+    prompts: PromptSet
+
+    def use_oracle(self, oracle, spec: str) -> None:
+        from acqkit import build
+        from acqkit.errors import UnknownComponent
+
+        try:
+            self.oracle = build("oracle", str(oracle))
+        except UnknownComponent as exc:
+            raise UnknownComponent(f"{exc}. Name the gold oracle in the task spec: "
+                                   f"--task '{spec}, oracle=NAME)'") from None
+
+    def train_prompts(self) -> list[Prompt]:
+        return list(self.prompts.train)
+
+    def eval_prompts(self) -> list[Prompt]:
+        return list(self.prompts.eval)
+
+    def gold_reward(self, prompts, responses, n_tokens=None):
+        from acqkit.components import oracle_rewards
+
+        return oracle_rewards(self.oracle, prompts, responses, n_tokens)
+
+    def locate(self, prompt_id: str) -> str | None:
+        """Where a prompt was read (``my.jsonl, line 3``; ``hf:ORG/NAME, row 3 of split 'train'``)."""
+        return self.prompts.origin.get(prompt_id)

@@ -3,7 +3,10 @@
 Reference log-probs are precomputed (the scorer already has them), so a step
 is one forward/backward of the policy over chosen and rejected stacked into a
 single batch. Runs under accelerate, so the same code is single-process on a
-laptop and data-parallel under ``accelerate launch``.
+laptop and data-parallel under ``accelerate launch``. Under ``precision =
+"bf16"`` (recorded on the model, ``acqkit.models.precision``) each forward runs
+in bf16 autocast while the weights, gradients, AdamW state, log-probs and the
+loss stay float32.
 """
 from __future__ import annotations
 
@@ -15,7 +18,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from acqkit.config import MIXED_PRECISION
 from acqkit.errors import ConfigError
 from acqkit.round.batching import left_pad
 from acqkit.models.lora import has_adapters, is_adapter_param
@@ -34,7 +36,7 @@ class TrainConfig:
     warmup: float = 0.1  # fraction of steps with linear warm-up, then cosine decay
     seed: int = 0
     train_layers: int | None = None  # train only the last k transformer blocks (None: everything)
-    mixed_precision: str = "no"  # "bf16" autocasts on GPU; CPU runs stay float32
+    group_by_length: bool = True  # batches of pairs of similar length, in a seeded random order (shard_batches)
 
     def __post_init__(self):
         """Fail at construction, naming the field, not steps into training (benchmarks and tests build these)."""
@@ -50,9 +52,6 @@ class TrainConfig:
                               f"got {self.max_grad_norm}")
         if not 0 <= self.warmup <= 1:
             raise ConfigError(f"train config field 'warmup' must be a fraction in [0, 1], got {self.warmup}")
-        if self.mixed_precision not in MIXED_PRECISION:
-            raise ConfigError(f"train config field 'mixed_precision' must be one of {', '.join(MIXED_PRECISION)}, "
-                              f"got {self.mixed_precision!r}")
 
 
 @dataclass(frozen=True)
@@ -92,10 +91,11 @@ class TrainBatch:
     mask: torch.Tensor
     pos: torch.Tensor
     resp: torch.Tensor
-    logits: torch.Tensor  # policy logits at response positions, [2B, R, V]
+    logits: torch.Tensor  # policy logits at response positions, [2B, R, V] (0 where resp is False)
     pol: torch.Tensor  # summed policy log-probs, [2B]
     ref: torch.Tensor  # summed reference log-probs, [2B]
     p: torch.Tensor  # labels, [B]
+    index: tuple = ()  # each pair's position in the training list, so a refiner can log which it changed
 
 
 def lr_factor(step: int, total: int, warmup: float) -> float:
@@ -107,7 +107,7 @@ def lr_factor(step: int, total: int, warmup: float) -> float:
 
 
 def batch_loss(model, batch: list[Example], beta: float, pad_id: int, targets=None, step: int = 0,
-               total_steps: int = 1):
+               total_steps: int = 1, index=()):
     """Mean DPO loss of a batch: a and b in one concatenated forward pass."""
     device = next(model.parameters()).device
     prompts = [e.prompt for e in batch] * 2
@@ -120,7 +120,7 @@ def batch_loss(model, batch: list[Example], beta: float, pad_id: int, targets=No
     p = torch.tensor([e.p for e in batch], device=device, dtype=logps.dtype)
     if targets is not None:
         p = targets(TrainBatch(step, total_steps, beta, ids, mask, pos, resp, logits.detach(),
-                               logps.detach(), ref, p)).to(logps.dtype)
+                               logps.detach(), ref, p, tuple(index))).to(logps.dtype)
     return dpo_loss(logps[:n], logps[n:], ref[:n], ref[n:], p, beta).mean()
 
 
@@ -167,20 +167,49 @@ def _adapters_only(model) -> None:
             p.requires_grad_(p.requires_grad and is_adapter_param(name))
 
 
+GROUP_BATCHES = 8  # a length group spans this many batches: batch composition still changes every epoch
+
+
+def pair_length(e: Example) -> int:
+    """Padded width of a pair in the stacked batch: its prompt plus the longer response."""
+    return len(e.prompt) + max(len(e.a), len(e.b))
+
+
 def shard_batches(examples: list[Example], cfg: TrainConfig, rank: int, world: int) -> list[list[Example]]:
     """This process's micro-batches: one seeded shuffle per epoch, strided across processes.
+
+    With ``group_by_length`` (the default), each epoch's shuffled order is cut
+    into groups of ``GROUP_BATCHES`` global batches; a group is sorted by
+    :func:`pair_length` (ties keep the shuffled order) and cut into batches,
+    and the epoch's batches are then shuffled by the same seeded generator. So
+    batches hold pairs of similar length (less padding), every epoch draws new
+    groups, and the optimizer sees the batches in a seeded random order, not
+    short to long. Without it, the shuffled order is cut as it is.
 
     The order is padded (wrapping around, as DistributedSampler does) so every
     process runs the same number of steps and DDP never waits on a missing one.
     """
     rng = random.Random(cfg.seed)
+    lengths = [pair_length(e) for e in examples]
+    step = cfg.batch_size * world  # pairs per global batch, over all processes
     batches = []
     for _ in range(cfg.epochs):
         order = list(range(len(examples)))
         rng.shuffle(order)
-        order += order[: (-len(order)) % world]
-        shard = order[rank::world]
-        batches += [[examples[i] for i in shard[s : s + cfg.batch_size]] for s in range(0, len(shard), cfg.batch_size)]
+        if not cfg.group_by_length:
+            order += order[: (-len(order)) % world]
+            shard = order[rank::world]
+            batches += [[examples[i] for i in shard[s : s + cfg.batch_size]]
+                        for s in range(0, len(shard), cfg.batch_size)]
+            continue
+        span = step * GROUP_BATCHES
+        grouped = [i for s in range(0, len(order), span)
+                   for i in sorted(order[s : s + span], key=lambda i: lengths[i])]
+        blocks = [grouped[s : s + step] for s in range(0, len(grouped), step)]
+        rng.shuffle(blocks)
+        for block in blocks:
+            block = block + block[: (-len(block)) % world]
+            batches.append([examples[i] for i in block[rank::world]])
     return batches
 
 
@@ -193,12 +222,13 @@ def train(model, examples: list[Example], cfg: TrainConfig, pad_id: int, acceler
 
     if not examples:
         return {"loss": float("nan"), "steps": 0}
-    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available(),
-                                             mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no")
+    # bf16 is autocast per forward by the scorer's response_logits (the model's precision), not by accelerate.
+    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no")
     trainable_last(model, cfg.train_layers)
     if has_adapters(model):
         torch.manual_seed(cfg.seed)  # LoRA dropout draws from torch's RNG: seed it per stage like the rest
     batches = shard_batches(examples, cfg, accelerator.process_index, accelerator.num_processes)
+    where = {id(e): i for i, e in enumerate(examples)}  # TrainBatch.index: positions in the training list
     total_steps = max(1, math.ceil(len(batches) / cfg.grad_accum))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
     # The schedule is stepped by hand once per optimizer step: accelerate's wrapped
@@ -211,7 +241,8 @@ def train(model, examples: list[Example], cfg: TrainConfig, pad_id: int, acceler
         update = (step + 1) % cfg.grad_accum == 0 or step == len(batches) - 1
         # Between optimizer steps, skip DDP's gradient all-reduce: it happens once, on the update.
         with contextlib.nullcontext() if update else accelerator.no_sync(model):
-            loss = batch_loss(model, batch, cfg.beta, pad_id, targets, step, len(batches))
+            loss = batch_loss(model, batch, cfg.beta, pad_id, targets, step, len(batches),
+                              [where[id(e)] for e in batch])
             accelerator.backward(loss / cfg.grad_accum)
         if update:
             if cfg.max_grad_norm:

@@ -36,7 +36,7 @@ from acqkit.plugins import parse_spec
 from acqkit.store.lock import FileLock
 
 APPLICATION_ID = 0x61716B6C  # "aqkl": marks a SQLite file as an acqkit ledger
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 added usd and meta (a version-1 ledger is migrated when opened)
 LEDGER_FILE = "ledger.sqlite"
 
 _SCHEMA = """
@@ -52,11 +52,16 @@ CREATE TABLE IF NOT EXISTS labels (
     source   TEXT NOT NULL,
     cost     INTEGER NOT NULL,
     round    INTEGER,
-    created  REAL NOT NULL      -- unix time
+    created  REAL NOT NULL,     -- unix time
+    usd      REAL NOT NULL DEFAULT 0 CHECK (usd >= 0),  -- money paid for this label (the judge: tokens x price)
+    meta     TEXT NOT NULL DEFAULT '{}'                 -- JSON: what a labeler reports beside p (tokens, consistency)
 )
 """
+# Version 1 -> 2: the two columns the judge labeler needed; old rows read as usd 0 and meta {}.
+_MIGRATIONS = {1: ("ALTER TABLE labels ADD COLUMN usd REAL NOT NULL DEFAULT 0 CHECK (usd >= 0)",
+                   "ALTER TABLE labels ADD COLUMN meta TEXT NOT NULL DEFAULT '{}'")}
 _COLUMNS = ("key", "labeler", "config", "prompt", "messages", "text_a", "text_b", "p", "source", "cost",
-            "round", "created")
+            "round", "created", "usd", "meta")
 _SELECT = ", ".join(_COLUMNS)
 
 
@@ -74,6 +79,8 @@ class Record:
     cost: int
     round: int | None = None
     created: float = 0.0
+    usd: float = 0.0
+    meta: dict | None = None  # JSON-able; stored as {} when None
 
     def p_for(self, text_a: str) -> float:
         """``p`` for the pair asked with ``text_a`` first (flipped if stored the other way)."""
@@ -166,10 +173,30 @@ class Ledger:
         check = db.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
             raise sqlite3.DatabaseError(f"integrity check failed: {check}")
+        self._migrate()
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version != SCHEMA_VERSION:
             raise LedgerError(f"label ledger {self.name} has schema version {version}; this acqkit reads "
                               f"version {SCHEMA_VERSION}")
+
+    def _migrate(self) -> None:
+        """Bring an older ledger to this version in one write transaction (all steps or none)."""
+        db = self._db
+        if db.execute("PRAGMA user_version").fetchone()[0] not in _MIGRATIONS:
+            return
+        db.execute("BEGIN IMMEDIATE")  # another process migrating at the same moment waits, then finds it done
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            while version in _MIGRATIONS:
+                for sql in _MIGRATIONS[version]:
+                    db.execute(sql)
+                version += 1
+                db.execute(f"PRAGMA user_version = {version}")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     def _kind(self) -> tuple[int, set]:
         app_id = self._db.execute("PRAGMA application_id").fetchone()[0]
@@ -256,14 +283,18 @@ class Ledger:
 def _values(rec: Record) -> tuple:
     if not 0.0 <= rec.p <= 1.0 or not np.isfinite(rec.p):
         raise ValueError(f"a label's p must be in [0, 1], got {rec.p!r}")
+    if not np.isfinite(rec.usd) or rec.usd < 0:
+        raise ValueError(f"a label's usd must be a finite number >= 0, got {rec.usd!r}")
     return (rec.key, rec.labeler, rec.config, rec.prompt, json.dumps(list(rec.messages), ensure_ascii=False),
             rec.text_a, rec.text_b, float(rec.p), rec.source, int(rec.cost),
-            None if rec.round is None else int(rec.round), rec.created or time.time())
+            None if rec.round is None else int(rec.round), rec.created or time.time(), float(rec.usd),
+            json.dumps(rec.meta or {}, sort_keys=True, ensure_ascii=False, allow_nan=False))
 
 
 def _record(row) -> Record:
     values = dict(zip(_COLUMNS, row))
     values["messages"] = json.loads(values["messages"])
+    values["meta"] = json.loads(values["meta"])
     return Record(**values)
 
 
@@ -303,15 +334,20 @@ class RoundLedger:
         rec = self.lookup(a, b)
         return None if rec is None else rec.p_for(self.text(a))
 
-    def put(self, a: int, b: int, p: float, source: str, cost: int = 1) -> bool:
-        """Store the label for ``a`` over ``b`` now (durable on return); False if already known."""
-        return self.ledger.put(self.record(a, b, p, source, cost))
+    def put(self, a: int, b: int, p: float, source: str, cost: int = 1, usd: float = 0.0,
+            meta: dict | None = None) -> bool:
+        """Store the label for ``a`` over ``b`` now (durable on return); False if already known.
 
-    def record(self, a: int, b: int, p: float, source: str, cost: int = 1) -> Record:
+        ``usd`` is the money the label cost; ``meta`` (JSON) what the labeler reports beside it.
+        """
+        return self.ledger.put(self.record(a, b, p, source, cost, usd, meta))
+
+    def record(self, a: int, b: int, p: float, source: str, cost: int = 1, usd: float = 0.0,
+               meta: dict | None = None) -> Record:
         messages = list(self._messages(a))
         return Record(key=self.key(a, b), labeler=self.labeler, config=self.config, prompt=prompt_text(messages),
                       messages=messages, text_a=self.text(a), text_b=self.text(b), p=float(p),
-                      source=str(source), cost=int(cost), round=self.round)
+                      source=str(source), cost=int(cost), round=self.round, usd=float(usd), meta=meta)
 
     def _messages(self, response_id: int):
         return self._prompts[self._prompt_of.loc[response_id]].messages

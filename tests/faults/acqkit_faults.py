@@ -104,6 +104,16 @@ def install() -> None:
 
     acqkit.store.ledger.Ledger.put_many = stored
 
+    put = acqkit.store.ledger.RoundLedger.put
+
+    def put_then_die(self, *args, **kwargs):  # one answer stored on arrival (the judge, the human labelers)
+        out = put(self, *args, **kwargs)
+        if reached("put"):
+            die()
+        return out
+
+    acqkit.store.ledger.RoundLedger.put = put_then_die
+
     append = acqkit.round.loop.append_jsonl
 
     def torn(path, frame):  # half a line reaches the file, then the kill

@@ -1,0 +1,124 @@
+"""Power, minimum detectable effect, seeds needed, Holm and verdicts, against independent calculations.
+
+acqkit computes power with scipy's noncentral t; statsmodels' TTestPower (its own implementation)
+and multipletests are the independent checks.
+"""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from scipy import stats as sps
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestPower
+
+from acqkit.cli import cli
+from acqkit.report.stats import holm, mde, p_value, power, sd, seeds_needed, verdict_words
+from acqkit.report.summary import caption, markdown_table, summarize
+
+SM = TTestPower()  # one-sample / paired t-test power
+
+
+@pytest.mark.parametrize("effect, spread, n", [(0.097, 0.08, 3), (0.097, 0.08, 8), (-0.121, 0.10, 5),
+                                               (0.02, 0.3, 40), (0.5, 0.1, 2)])
+def test_power_matches_statsmodels(effect, spread, n):
+    expected = SM.power(effect_size=abs(effect) / spread, nobs=n, alpha=0.05, alternative="two-sided")
+    assert power(effect, spread, n) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("spread, n", [(0.08, 3), (0.10, 3), (0.05, 8), (0.2, 20)])
+def test_minimum_detectable_effect_matches_statsmodels(spread, n):
+    d = SM.solve_power(effect_size=None, nobs=n, alpha=0.05, power=0.8, alternative="two-sided")
+    assert mde(spread, n) == pytest.approx(d * spread, rel=1e-4)
+    assert power(mde(spread, n), spread, n) == pytest.approx(0.8, abs=1e-6)
+
+
+def test_seeds_needed_for_the_committed_results():
+    """Issue 19: +0.097 with paired SD 0.08 (and -0.121 with SD 0.10) need about 6 to 8 seeds."""
+    for effect, spread in ((0.097, 0.08), (-0.121, 0.10)):
+        n = seeds_needed(effect, spread)
+        assert 6 <= n <= 8
+        exact = SM.solve_power(effect_size=abs(effect) / spread, nobs=None, alpha=0.05, power=0.8)
+        assert n == math.ceil(exact)  # the fewest whole seeds reaching 80%
+        assert power(effect, spread, n) >= 0.8 > power(effect, spread, n - 1)
+    assert seeds_needed(0.0, 0.1) == math.inf and math.isnan(seeds_needed(0.1, 0.0))
+    assert seeds_needed(1e-6, 1.0) == math.inf  # beyond any experiment
+
+
+def test_p_value_is_the_paired_t_test():
+    a, b = np.array([0.62, 0.70, 0.81, 0.55]), np.array([0.50, 0.60, 0.70, 0.58])
+    d = a - b
+    assert p_value(d.mean(), sd(d), len(d)) == pytest.approx(sps.ttest_rel(a, b).pvalue)
+    assert math.isnan(p_value(0.1, 0.0, 3)) and math.isnan(p_value(0.1, 0.05, 1))
+
+
+def test_holm_matches_statsmodels():
+    p = [0.01, 0.04, 0.03, 0.005, 0.2]
+    assert holm(p) == pytest.approx(multipletests(p, method="holm")[1].tolist())
+    with_nan = holm([0.04, math.nan, 0.01])
+    assert with_nan[0] == pytest.approx(0.04) and math.isnan(with_nan[1]) and with_nan[2] == pytest.approx(0.02)
+    assert holm([0.03]) == [0.03]  # one comparison: nothing to correct
+
+
+def test_verdict_words():
+    assert verdict_words(0.11, 0.01, 3, 0.003, 0.03) == "better"
+    assert verdict_words(-0.11, 0.01, 3, 0.003, 0.03) == "worse"
+    assert verdict_words(0.02, 0.2, 3, 0.8, 0.65) == "no difference larger than 0.650"
+    assert verdict_words(0.4, math.nan, 1, math.nan, math.nan) == "n/a: one seed, no test"
+    assert verdict_words(math.nan, math.nan, 0, math.nan, math.nan) == "n/a: no paired seeds"
+    assert verdict_words(0.05, 0.0, 3, math.nan, math.nan) == "same difference on every seed (SD 0, no test)"
+    assert verdict_words(0.0, 0.0, 3, math.nan, math.nan) == "identical on every seed"
+
+
+def hand_results(wins: dict[str, list[float]]) -> pd.DataFrame:
+    rows = [dict(strategy=s, seed=i, round=1, labels_spent=4, win_rate=w, gold_reward=w, kl=1.0, length=8.0,
+                 label_agreement=1.0) for s, ws in wins.items() for i, w in enumerate(ws)]
+    return pd.DataFrame(rows)
+
+
+# Five seeds. "a" gains 0.10 (clear), "b" gains 0.028 with p ~ 0.045 alone (not after Holm), "c" is noise.
+WINS = {"random": [0.50, 0.55, 0.60, 0.52, 0.58], "a": [0.62, 0.63, 0.71, 0.60, 0.69],
+        "b": [0.54, 0.56, 0.65, 0.52, 0.62], "c": [0.60, 0.45, 0.62, 0.50, 0.55]}
+
+
+def test_summary_holm_verdicts_and_power_columns():
+    s = summarize(hand_results(WINS)).set_index("strategy")
+    ps = []
+    for name in ("a", "b", "c"):
+        d = np.array(WINS[name]) - np.array(WINS["random"])
+        p = sps.ttest_rel(WINS[name], WINS["random"]).pvalue
+        ps.append(p)
+        assert s.loc[name, "win_rate_diff_p"] == pytest.approx(p)
+        assert s.loc[name, "win_rate_diff_sd"] == pytest.approx(d.std(ddof=1))
+        assert s.loc[name, "win_rate_diff_mde"] == pytest.approx(
+            SM.solve_power(effect_size=None, nobs=5, alpha=0.05, power=0.8) * d.std(ddof=1), rel=1e-4)
+        assert s.loc[name, "win_rate_diff_seeds"] == math.ceil(
+            SM.solve_power(effect_size=abs(d.mean()) / d.std(ddof=1), nobs=None, alpha=0.05, power=0.8))
+    assert s[["win_rate_diff_p_holm"]].loc[["a", "b", "c"]].squeeze().tolist() == pytest.approx(
+        multipletests(ps, method="holm")[1].tolist())
+    assert s.loc["random", "verdict"] == "baseline" and s.loc["a", "verdict"] == "better"
+    assert s.loc["c", "verdict"] == f"no difference larger than {s.loc['c', 'win_rate_diff_mde']:.3f}"
+    # "b" alone passes at 0.05; corrected for three comparisons it does not
+    assert s.loc["b", "win_rate_diff_p"] < 0.05 < s.loc["b", "win_rate_diff_p_holm"]
+    assert s.loc["b", "verdict"] == f"no difference larger than {s.loc['b', 'win_rate_diff_mde']:.3f}"
+
+
+def test_holm_is_stated_only_with_several_comparisons():
+    several = summarize(hand_results(WINS))
+    assert "Holm correction over the 3 comparisons with random" in caption("random", several)
+    one = summarize(hand_results({k: WINS[k] for k in ("random", "a")}))
+    assert "Holm" not in caption("random", one)
+    md = markdown_table(several, "hand", "random")
+    assert "| verdict | seeds needed |" in md and "_Holm correction over the 3" in md
+    assert "| better |" in md
+
+
+def test_report_writes_summary_csv(tmp_path):
+    hand_results(WINS).to_csv(tmp_path / "results.csv", index=False)
+    out = CliRunner().invoke(cli, ["report", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    assert "no difference larger than" in out.output and "better" in out.output
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert {"win_rate_diff_mde", "win_rate_diff_seeds", "win_rate_diff_p_holm", "verdict"} <= set(summary.columns)
+    assert summary.set_index("strategy").loc["a", "verdict"] == "better"
