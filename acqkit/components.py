@@ -154,12 +154,18 @@ class Labeler(ABC):
     ``needs_previous_policy`` (default False): True puts the policy before the
     one that sampled the round in ``context.extras["previous"]``.
     ``checkpointed``: as on :class:`Strategy`.
+    ``preflight()`` (default: nothing): called once before any model loads, to
+    check cheaply what would otherwise fail later (a server is up, a key is
+    accepted); raise an :class:`acqkit.errors.AcqkitError` naming the cause.
     """
 
     paid = True
     ledger_identity: tuple | None = None
     needs_previous_policy = False
     checkpointed: tuple = ()
+
+    def preflight(self) -> None:
+        """Check what can be checked before any model loads (API 1.3); the default checks nothing."""
 
     @abstractmethod
     def label(self, pairs: pd.DataFrame, table: pd.DataFrame, context: "LabelContext") -> pd.DataFrame:
@@ -270,7 +276,7 @@ class LabelContext:
 # The optional attributes and hooks of each interface: read them with ``declared``.
 OPTIONAL = {
     Strategy: ("plan", "training", "labeler", "refiner", "train_reference", "training_set", "checkpointed"),
-    Labeler: ("paid", "ledger_identity", "needs_previous_policy", "checkpointed"),
+    Labeler: ("paid", "ledger_identity", "needs_previous_policy", "checkpointed", "preflight"),
     Refiner: ("needs_reference_model", "refine", "in_training", "checkpointed"),
     Task: ("tau", "token_counts"),
     Oracle: ("token_counts",),

@@ -12,7 +12,7 @@ API versions: 1.0 strategies, labelers, refiners, tasks and ``acqkit_round_end``
 from ``acqkit``), ``Strategy.training_set`` / ``TrainingSet``, ``checkpointed``
 component state, ``declared`` (the interface defaults for duck-typed
 components), ``Prompt.extras`` and ``token_counts`` on oracles and tasks;
-1.3 (additive) experiment trackers: ``acqkit_register_trackers`` (``--track``),
+1.3 (additive) ``Labeler.preflight()`` (checked before any model loads); experiment trackers: ``acqkit_register_trackers`` (``--track``),
 ``acqkit_run_start`` / ``acqkit_run_end`` around each (strategy, seed) run,
 ``acqkit_compare_end`` with the comparison's plots, and ``acqkit_round_end``
 also for round 0 (the warm start's results row).

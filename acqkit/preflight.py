@@ -11,11 +11,14 @@ from pathlib import Path
 
 from acqkit.round import budget as budgets
 from acqkit import models
-from acqkit.components import Strategy, declared
+from acqkit.components import Labeler, Strategy, declared
 from acqkit.config import RunConfig
 from acqkit.errors import ConfigError
 from acqkit.store.ledger import LEDGER_FILE, Ledger
 from acqkit.plugins import Registry, UnknownComponent, parse_spec
+
+
+_PREFLIGHTED: set[str] = set()
 
 
 def check_config(cfg: RunConfig, reg: Registry, n_train: int | None = None) -> None:
@@ -23,9 +26,11 @@ def check_config(cfg: RunConfig, reg: Registry, n_train: int | None = None) -> N
     strategy = _named("strategy", cfg.strategy, "strategy", reg)
     labeler = declared(strategy, Strategy, "labeler") or cfg.labeler  # a recipe may bring its own
     refiner = declared(strategy, Strategy, "refiner") or cfg.refiner
-    _named("labeler", labeler, "labeler", reg)  # built: a labeler's missing model or bad option fails here
-    if cfg.seed_labels:
-        _named("labeler", cfg.seed_labeler, "seed_labeler", reg)
+    for spec, field in [(labeler, "labeler")] + [(cfg.seed_labeler, "seed_labeler")] * bool(cfg.seed_labels):
+        built = _named("labeler", spec, field, reg)  # built: a labeler's missing model or bad option fails here
+        if spec not in _PREFLIGHTED:  # once per labeler spec and process, not once per grid cell
+            declared(built, Labeler, "preflight")()  # e.g. a judge's server is up and accepts the key
+            _PREFLIGHTED.add(spec)
     _named("refiner", refiner, "refiner", reg, build=False)
     _named("task", cfg.task, "task", reg, build=False)
     _named("sampler", cfg.sampler, "sampler", reg, build=False)

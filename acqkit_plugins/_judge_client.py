@@ -11,6 +11,7 @@ an error at once, naming the labeler and the server's message.
 from __future__ import annotations
 
 import random
+import sys
 import re
 import time
 from dataclasses import dataclass
@@ -67,6 +68,29 @@ class JudgeClient:
         # stops sending is cut off after `timeout` seconds; the request is then retried like a 5xx.
         self.client = OpenAI(base_url=base_url, api_key=api_key or "none", max_retries=0,
                              timeout=httpx.Timeout(timeout))
+
+    def check(self) -> None:
+        """One cheap request before any model loads: the model list. Unreachable, or a key refused: an error.
+
+        A server without a model list (404) is not an error; nor is a model missing from the list (some
+        servers load models on demand): that is a warning, and the first label call will tell.
+        """
+        import openai
+
+        try:
+            served = [m.id for m in self.client.with_options(max_retries=0).models.list()]
+        except openai.APIConnectionError as exc:
+            raise ModelError(f"{self.who}: cannot reach the server at {self.base_url} "
+                             f"({exc.__cause__ or exc}); is it running, and is base_url right (with /v1)?") from None
+        except openai.APIStatusError as exc:
+            if exc.status_code in (401, 403):
+                raise ModelError(f"{self.who}: the server at {self.base_url} refused the API key (HTTP "
+                                 f"{exc.status_code}): {_message(exc)}") from None
+            return  # no model list here (404), or a server error: the label calls will retry and tell
+        if served and self.model not in served:
+            print(f"acqkit: {self.who}: the server at {self.base_url} does not list model {self.model!r} "
+                  f"(it lists {', '.join(served[:5])}{', ...' if len(served) > 5 else ''}); asking it anyway",
+                  file=sys.stderr, flush=True)
 
     def ask(self, messages: list[dict], jitter: random.Random) -> Reply:
         """One completion, retried on 429, 5xx, timeouts and dropped connections."""

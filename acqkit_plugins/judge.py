@@ -138,6 +138,10 @@ class JudgeLabeler(Labeler):
                                           "template": "default" if not template else
                                           hashlib.sha256(self.template.encode()).hexdigest()[:16]})
 
+    def preflight(self) -> None:
+        """Before any model loads: the server answers and accepts the key (one model-list request)."""
+        self.client.check()
+
     def label(self, pairs: pd.DataFrame, table: pd.DataFrame, context) -> pd.DataFrame:
         items = items_from(pairs, table, context)
         swaps = context.rng.random(len(items)) < 0.5 if self.order == "random" else np.zeros(len(items), bool)

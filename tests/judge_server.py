@@ -9,7 +9,8 @@ It finds the two responses between the default template's ``<response_a>`` /
 - ``malformed``: how many of the next answers have no verdict line;
 - ``biased``: always answer "A" (a judge whose verdict follows the position: orders disagree);
 - ``delay``: seconds to wait before answering (timeouts, concurrency);
-- ``garbage``: answer with text that is never a verdict.
+- ``garbage``: answer with text that is never a verdict;
+- ``required_key``: the model list (``GET /v1/models``, the labeler's preflight) wants this key.
 
 Every request is logged (``requests``: model, response A, response B, authorization header);
 ``peak`` is the most requests in flight at once.
@@ -77,6 +78,18 @@ class Handler(BaseHTTPRequestHandler):
             with srv.lock:
                 srv.active -= 1
 
+    def do_GET(self):
+        """``/v1/models``: the served models; HTTP 401 unless the request carries ``required_key``."""
+        srv = self.server
+        with srv.lock:
+            srv.listings += 1
+        if self.path.rstrip("/") != "/v1/models":
+            return self._json(404, {"error": {"message": f"no route {self.path}"}})
+        if srv.required_key and self.headers.get("Authorization", "") != f"Bearer {srv.required_key}":
+            return self._json(401, {"error": {"message": "Incorrect API key provided"}})
+        self._json(200, {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "test"}
+                                                    for m in sorted(srv.models)]})
+
     def _json(self, status: int, data: dict) -> None:
         raw = json.dumps(data).encode()
         self.send_response(status)
@@ -111,6 +124,7 @@ class JudgeServer(ThreadingHTTPServer):
             self.statuses: deque = deque()
             self.malformed, self.biased, self.garbage, self.delay = 0, False, False, 0.0
             self.active = self.peak = 0
+            self.required_key, self.listings = "", 0
 
     def handle_error(self, request, client_address):
         pass  # a client that timed out and hung up: the late answer has nowhere to go

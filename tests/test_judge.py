@@ -212,6 +212,29 @@ def test_bad_setups_are_clear_errors_naming_the_labeler(judge_env, monkeypatch):
         make(judge_env, base_url=f"http://127.0.0.1:{port}/v1", retries=1).label(pairs, table, context())
 
 
+
+def test_preflight_finds_a_dead_server_or_a_refused_key_before_any_model_loads(judge_env, tmp_path, capfd):
+    spec = f"judge(base_url={judge_env.base_url}, model=judge-test, api_key_env={KEY_ENV})"
+    make(judge_env).preflight()  # up, key accepted, model listed: nothing to say
+    assert judge_env.listings == 1 and "does not list" not in capfd.readouterr().err
+    make(judge_env, model="other").preflight()  # not listed: a warning only (servers may load on demand)
+    assert "does not list model 'other' (it lists judge-test); asking it anyway" in capfd.readouterr().err
+    judge_env.required_key = "sk-another-key"
+    out = tmp_path / "refused"
+    result = CliRunner().invoke(cli, ["compare", "--preset", "smoke", "--labeler", spec, "--seeds", "1",
+                                      "--strategies", "random", "--out", str(out), "--quiet"])
+    assert result.exit_code == 1 and "refused the API key (HTTP 401): Incorrect API key" in result.output
+    assert SENTINEL not in result.output and not out.exists()  # found before anything was written or loaded
+    assert not judge_env.requests  # and before any pair was asked
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dead = spec.replace(judge_env.base_url, f"http://127.0.0.1:{port}/v1")
+    result = CliRunner().invoke(cli, ["compare", "--preset", "smoke", "--labeler", dead, "--seeds", "1",
+                                      "--strategies", "random", "--out", str(out), "--quiet"])
+    assert result.exit_code == 1 and f"cannot reach the server at http://127.0.0.1:{port}/v1" in result.output
+    assert not out.exists()
+
 V1_SCHEMA = """CREATE TABLE labels (key TEXT PRIMARY KEY, labeler TEXT NOT NULL, config TEXT NOT NULL,
     prompt TEXT NOT NULL, messages TEXT NOT NULL, text_a TEXT NOT NULL, text_b TEXT NOT NULL,
     p REAL NOT NULL CHECK (p >= 0 AND p <= 1), source TEXT NOT NULL, cost INTEGER NOT NULL, round INTEGER,

@@ -24,6 +24,16 @@ from acqkit.report.summary import (load_many, markdown_table, rich_table, select
 console = Console(width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True)
 
+
+def print_wide(table) -> None:
+    """Print a table whole: in a log or a pipe (no terminal to fit), widen the page rather than crop columns."""
+    if console.is_terminal:
+        return console.print(table)
+    from rich.measure import Measurement
+
+    natural = Measurement.get(console, console.options.update(width=1000), table).maximum
+    Console(width=max(150, natural)).print(table)
+
 @contextlib.contextmanager
 def progress_display(quiet: bool):
     if quiet or not err.is_terminal or not is_main():  # several processes: the main one reports
@@ -176,7 +186,7 @@ def show_report(run_dirs: list[Path], rounds: str, baseline: str, markdown: bool
     if markdown:
         click.echo(markdown_table(summary, title, baseline))
     else:
-        console.print(rich_table(summary, title, baseline))
+        print_wide(rich_table(summary, title, baseline))
     plots_dir = plots_dir or (files[0].parent if len(files) == 1 else None)
     if plots_dir is None:
         console.print("[dim]plots: none (give --plots DIR to draw several run directories together)[/dim]")

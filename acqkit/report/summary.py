@@ -252,10 +252,12 @@ def rich_table(summary: pd.DataFrame, title: str, baseline: str | None = "random
     """One row per strategy (and round, when the summary holds several); the last column is Δ win rate."""
     headers, rows = table_cells(summary, baseline)
     table = Table(title=title, caption=caption(baseline, summary))
-    table.add_column(headers[0], style="bold", overflow="fold")  # a long spec wraps, never loses its end
+    longest = max([len(cells[0]) for cells in rows] + [len(headers[0])])
+    # a long spec wraps, never loses its end, and never shrinks below a readable width on a narrow console
+    table.add_column(headers[0], style="bold", overflow="fold", min_width=min(longest, 24))
     for header in headers[1:]:
         if header == "verdict":  # words may wrap ("no difference / larger than 0.25"); numbers never do
-            table.add_column(header, justify="left", max_width=16)
+            table.add_column(header, justify="left", min_width=12, max_width=16)
         else:
             table.add_column(header, justify="right", no_wrap=True)  # a number and its CI stay on one line
     for cells in rows:
