@@ -42,23 +42,12 @@ eval_prompts = 4
 lr = 0.003
 """
 # The judge labeler behind tests/judge_server.py; one request at a time, so a kill right after an answer
-# is stored leaves nothing in flight, and the server's log shows every question asked.
-JUDGE_CONFIG = """\
-strategies = ["smallest-margin"]
-seeds = [0]
-
-[base]
-model = "tiny"
-labeler = "judge(base_url={base_url}, model=judge-test, api_key_env={key_env}, concurrency=1, price_in=1.5, price_out=3)"
-seed_labeler = "gold"
-rounds = 2
-budget = 8
-seed_labels = 4
-n_responses = 4
-max_new_tokens = 8
-eval_prompts = 4
-lr = 0.003
-"""
+# is stored leaves nothing in flight, and the server's log shows every question asked. The same grid
+# otherwise, with one strategy and the gold warm start.
+JUDGE_CONFIG = (CONFIG.replace('["smallest-margin", "apl-certainty(og=2)"]', '["smallest-margin"]')
+                .replace('labeler = "counting-gold"\nseed_labeler = "counting-gold"',
+                         'labeler = "judge(base_url={base_url}, model=judge-test, api_key_env={key_env}, '
+                         'concurrency=1, price_in=1.5, price_out=3)"\nseed_labeler = "gold"'))
 # Files that differ between two runs by design: wall times, PNG bytes, SQLite's side files.
 UNCOMPARED = ("timings.jsonl", ".png", "-wal", "-shm", "ledger.sqlite", "results.parquet")
 

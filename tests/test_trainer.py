@@ -6,6 +6,18 @@ import torch
 from acqkit.round.train import Example, TrainConfig, batch_loss, dpo_loss, lr_factor, train
 
 
+TWO_PAIRS = (Example([5, 6, 7], [20, 21, 22], [30, 31], -20.0, -15.0, 1.0),
+             Example([8, 9], [40, 41], [50, 51, 52, 53], -12.0, -25.0, 0.0))
+
+
+def fresh(tiny):
+    """A trainable copy of the shared tiny model, and its tokenizer."""
+    model, tok = tiny
+    copy = type(model)(model.config)
+    copy.load_state_dict(model.state_dict())
+    return copy, tok
+
+
 def test_loss_with_p_one_is_standard_dpo():
     # h = (-10 - -12) - (-11 - -10) = 2 - (-1) = 3; beta = 0.1 -> -log sigmoid(0.3)
     loss = dpo_loss(torch.tensor([-10.0]), torch.tensor([-11.0]), torch.tensor([-12.0]), torch.tensor([-10.0]),
@@ -36,11 +48,8 @@ def test_learning_rate_schedule_warms_up_then_decays():
 
 
 def test_a_training_step_lowers_the_loss_on_its_batch(tiny):
-    model, tok = tiny
-    model = type(model)(model.config)
-    model.load_state_dict(tiny[0].state_dict())
-    batch = [Example([5, 6, 7], [20, 21, 22], [30, 31], -20.0, -15.0, 1.0),
-             Example([8, 9], [40, 41], [50, 51, 52, 53], -12.0, -25.0, 0.0)]
+    model, tok = fresh(tiny)
+    batch = list(TWO_PAIRS)
     with torch.no_grad():
         before = batch_loss(model, batch, 0.1, tok.pad_token_id).item()
     train(model, batch, TrainConfig(lr=1e-2, batch_size=2, epochs=1, warmup=0.0), tok.pad_token_id)
@@ -50,9 +59,7 @@ def test_a_training_step_lowers_the_loss_on_its_batch(tiny):
 
 
 def test_train_only_the_last_block(tiny):
-    model, tok = tiny
-    model = type(model)(model.config)
-    model.load_state_dict(tiny[0].state_dict())
+    model, tok = fresh(tiny)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     batch = [Example([5, 6, 7], [20, 21, 22], [30, 31], -20.0, -15.0, 1.0)]
     train(model, batch, TrainConfig(lr=1e-2, batch_size=1, warmup=0.0, train_layers=1), tok.pad_token_id)
@@ -67,12 +74,9 @@ def test_a_bf16_training_step_lowers_the_loss_and_keeps_float32_weights(tiny):
         import pytest
 
         pytest.skip("this CPU has no native bf16")
-    model, tok = tiny
-    model = type(model)(model.config)
-    model.load_state_dict(tiny[0].state_dict())
+    model, tok = fresh(tiny)
     models.set_precision(model, "bf16")
-    batch = [Example([5, 6, 7], [20, 21, 22], [30, 31], -20.0, -15.0, 1.0),
-             Example([8, 9], [40, 41], [50, 51, 52, 53], -12.0, -25.0, 0.0)]
+    batch = list(TWO_PAIRS)
     with torch.no_grad():
         before = batch_loss(model, batch, 0.1, tok.pad_token_id).item()
     train(model, batch, TrainConfig(lr=1e-2, batch_size=2, epochs=1, warmup=0.0), tok.pad_token_id)
