@@ -241,8 +241,19 @@ class Sampler(ABC):
     (``p0r0, p0r1, ..., p1r0, ...``), without the prompt. acqkit then cuts each
     after its first stop token (kept, as it ended the response) and at
     ``max_new_tokens``; a response with no stop token counts as truncated. The
-    same seed must give the same responses, so runs can be resumed and compared.
+    same seed must give the same responses, so runs can be resumed and compared;
+    ``request.keys`` names each prompt (its id): drawing response ``j`` to prompt
+    ``i`` from ``acqkit.round.seeds.row_seed(request.seed, keys[i], j)``, as the
+    built-in ``hf`` does, makes a response independent of batching.
+
+    ``chunked`` (default True): acqkit calls ``generate`` once per chunk of
+    ``gen.batch_size`` sequences, and under several processes each process
+    takes its share of the chunks. False: one call with every prompt of the
+    stage, on the main process only (its answer is sent to the others): the
+    choice for an outside engine that batches and parallelises by itself.
     """
+
+    chunked: bool = True
 
     @abstractmethod
     def generate(self, request) -> list[list[int]]:
@@ -280,6 +291,7 @@ OPTIONAL = {
     Refiner: ("needs_reference_model", "refine", "in_training", "checkpointed"),
     Task: ("tau", "token_counts"),
     Oracle: ("token_counts",),
+    Sampler: ("chunked",),
 }
 _MISSING = object()
 

@@ -60,8 +60,8 @@ class RunConfig:
     beta: float = opt(0.1, "DPO beta")
     lr: float = opt(3e-5, "learning rate")
     epochs: int = opt(2, "DPO epochs per online round")
-    batch_size: int = opt(8, "pairs per micro-batch")
-    grad_accum: int = opt(1, "micro-batches per optimizer step")
+    batch_size: int = opt(8, "pairs per optimizer step, over all processes")
+    grad_accum: int = opt(1, "forward passes per process per optimizer step (memory, not maths)")
     train_layers: int | None = opt(None, "train only the last k transformer blocks (large models)",
                                    none="all blocks")
     precision: str = opt("fp32", "auto | fp32 | bf16: compute dtype of sampling, scoring, training and evaluation "

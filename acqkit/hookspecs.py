@@ -20,7 +20,7 @@ also for round 0 (the warm start's results row).
 import pluggy
 
 PROJECT = "acqkit"
-API_VERSION = "1.3"
+API_VERSION = "1.4"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)

@@ -2,7 +2,7 @@
 # Reproduce docs/results.md: the comparisons in docs/results/*.toml, one after the other,
 # with SmolLM2 on the sentiment task. Interrupted? Run it again: it resumes.
 #
-#     bash benchmarks/evidence.sh                  # all four, a few hours on 2 CPU cores
+#     bash benchmarks/evidence.sh                  # all six, about seven hours on 2 CPU cores
 #     bash benchmarks/evidence.sh one-round        # just one
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +10,7 @@ ACQKIT=${ACQKIT:-.venv/bin/acqkit}
 OUT=${OUT:-runs/evidence}
 mkdir -p "$OUT"
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(one-round three-rounds decrease increase)
+[ ${#names[@]} -gt 0 ] || names=(one-round three-rounds decrease increase selfee-seeds-48 selfee-seeds-192)
 for name in "${names[@]}"; do
     dir=$OUT/$name
     start=$(date +%s)

@@ -23,12 +23,24 @@ by this script at its start; sampling is memory-bound, so it also prints the
 bytes of weights read per generated token and the weight-read rate against a
 measured copy bandwidth. ``--precision bf16`` runs the round in bf16 autocast.
 Run on demand: ``python benchmarks/round.py`` (``--model tiny`` for a quick check).
+
+``--processes 1,2`` runs the round once per process count (``accelerate
+launch --multi_gpu``, gloo on a CPU) with the machine's cores divided between
+the processes (``OMP_NUM_THREADS``) and ``--grad-accum`` set so that processes x
+grad_accum is the same in every run: each computes the same round, bit for
+bit, and the script checks it. It prints the main process's per-stage seconds
+side by side (FLOP/s are not measured in this mode).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import os
 import resource
+import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -38,6 +50,7 @@ import numpy as np
 import psutil
 import torch
 
+from acqkit import distributed
 from acqkit.round import budget as budgets
 from acqkit.round import label, loop, refcache
 from acqkit.components import RefineContext
@@ -134,14 +147,25 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     parser.add_argument("--precision", default=None, choices=("auto", "fp32", "bf16"),
                         help="RunConfig.precision (default: the preset's)")
+    parser.add_argument("--processes", default=None, help="process counts to compare, e.g. 1,2")
+    parser.add_argument("--grad-accum", type=int, default=None, help="RunConfig.grad_accum (default: the preset's)")
+    parser.add_argument("--gen-batch-size", type=int, default=None,
+                        help="RunConfig.gen_batch_size: sequences per generation chunk (default: the preset's)")
+    parser.add_argument("--report", default=None, help=argparse.SUPPRESS)  # a --processes worker's JSON
     args = parser.parse_args()
+    if args.processes:
+        return compare_processes(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(machine("start"))
-    cfg = preset(args.preset, model=args.model, budget=args.budget, rounds=1, precision=args.precision)
+    main_process = distributed.is_main()
+    say = print if main_process else (lambda *a, **k: None)
+    say(machine("start"))
+    cfg = preset(args.preset, model=args.model, budget=args.budget, rounds=1, precision=args.precision,
+                 grad_accum=args.grad_accum, gen_batch_size=args.gen_batch_size)
     precision = resolve_precision(cfg.precision)
-    peaks = _peak.peaks()
-    print(f"precision {cfg.precision} -> {precision}; {_peak.describe(peaks)}")
+    peaks = _peak.peaks() if not args.report else None  # the workers of --processes skip FLOP/s
+    if peaks:
+        say(f"precision {cfg.precision} -> {precision}; {_peak.describe(peaks)}")
     reg = registry()
     rec = Recorder()
 
@@ -181,6 +205,14 @@ def main() -> None:
     rec.close()
     scratch.cleanup()
 
+    if args.report:  # a worker of --processes: the main process reports, the others only took part
+        if main_process:
+            Path(args.report).write_text(json.dumps({
+                "seconds": {k: v["seconds"] for k, v in rec.rows.items()}, "total": total,
+                "peak_rss": max(v.get("peak", 0) for v in rec.rows.values()),
+                "win_rate": metrics["win_rate"], "kl": metrics["kl"], "loss": stats["loss"],
+                "table": float(table["logp_policy"].sum() + table["logp_ref"].sum())}))
+        return
     n_tok = table["n_tokens"].to_numpy()
     print(f"model={cfg.model} preset={args.preset} strategy={cfg.strategy} labeler={cfg.labeler}: "
           f"{plan.n_prompts} prompts x {plan.n_responses} responses (max {cfg.max_new_tokens} new tokens, "
@@ -189,9 +221,7 @@ def main() -> None:
           f"(greedy + {cfg.kl_samples} KL sample each)")
     print(f"win rate {metrics['win_rate']:.3f}, train loss {stats['loss']:.4f}\n")
     print(f"{'stage':38s} {'seconds':>8s} {'share':>6s} {'peak RSS':>9s} {'rise':>8s} {'ru_maxrss':>10s}")
-    order = ["session open (not part of the round)", "sample", "score", "table", "select", "label", "train",
-             "evaluate"]
-    for name in order:
+    for name in STAGES:
         r = rec.rows[name]
         share = "" if name.startswith("session") else f"{r['seconds'] / total:6.1%}"
         memory = (f"{r['peak'] / MiB:7.0f} MiB {r['rise'] / MiB:4.0f} MiB {r['maxrss'] / MiB:6.0f} MiB"
@@ -203,6 +233,46 @@ def main() -> None:
         print(line)
     print("\nmemory: peak RSS sampled by psutil every 5 ms; rise = peak minus RSS at the stage's start; "
           "ru_maxrss = resource.getrusage high-water mark after the stage")
+    print(machine("end"))
+
+
+STAGES = ["session open (not part of the round)", "sample", "score", "table", "select", "label", "train", "evaluate"]
+
+
+def compare_processes(args) -> None:
+    """Run the round under 1, 2, ... processes sharing the cores; print the main process's stages side by side."""
+    counts = [int(p) for p in args.processes.split(",")]
+    cores = args.threads or os.cpu_count() or 1
+    most = max(counts)
+    if any(most % p for p in counts):
+        sys.exit(f"--processes {args.processes}: every count must divide {most} (processes x grad_accum is fixed)")
+    print(machine("start"))
+    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable))
+    passed = [a for k in ("model", "preset", "budget", "precision", "gen_batch_size") if getattr(args, k) is not None
+              for a in (f"--{k.replace('_', '-')}", str(getattr(args, k)))]
+    reports = {}
+    with tempfile.TemporaryDirectory(prefix="acqkit-round-procs-") as tmp:
+        for p in counts:
+            report = Path(tmp) / f"{p}.json"
+            script = [__file__, *passed, "--grad-accum", str(most // p), "--report", str(report)]
+            cmd = ([sys.executable, *script] if p == 1 else
+                   [accelerate, "launch", "--multi_gpu", "--num_processes", str(p), "--num_machines", "1",
+                    "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0", *script])
+            threads = max(1, cores // p)
+            print(f"{p} process(es) x {threads} thread(s), grad_accum {most // p}: {' '.join(cmd[:4])} ...", flush=True)
+            subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+            reports[p] = json.loads(report.read_text())
+    header = "".join(f" {f'{p} proc x {max(1, cores // p)} thr':>18s}" for p in counts)
+    print(f"\n{'stage (main process, seconds)':38s}{header}")
+    for name in STAGES + ["round total"]:
+        cells = [reports[p]["total"] if name == "round total" else reports[p]["seconds"].get(name, float("nan"))
+                 for p in counts]
+        ratio = f"   x{cells[0] / cells[-1]:.2f}" if len(counts) > 1 and cells[-1] else ""
+        print(f"{name:38s}" + "".join(f" {c:18.2f}" for c in cells) + ratio)
+    print("peak RSS of the main process: " + ", ".join(f"{p}: {reports[p]['peak_rss'] / MiB:.0f} MiB" for p in counts))
+    same = {json.dumps({k: reports[p][k] for k in ("win_rate", "kl", "loss", "table")}) for p in counts}
+    print("the same round in every process count (table log-probs, loss, win rate, KL): "
+          + ("yes, bit for bit" if len(same) == 1 else "NO: " + " | ".join(sorted(same))))
     print(machine("end"))
 
 

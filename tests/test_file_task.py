@@ -76,7 +76,7 @@ def test_the_file_task_needs_a_path():
 
 
 def test_plugins_lists_the_oracles_and_the_api_version():
-    assert API_VERSION == "1.3"
+    assert API_VERSION == "1.4"
     result = invoke("plugins")
     assert result.exit_code == 0, result.output
     rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 3}

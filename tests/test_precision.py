@@ -30,7 +30,7 @@ from acqkit.errors import ConfigError
 from acqkit.models import precision as precision_mod
 from acqkit.round.batching import left_pad
 from acqkit.round.score import response_logits, score, summed_logps
-from acqkit.round.train import Example, TrainConfig, batch_loss, dpo_loss, pair_length, shard_batches
+from acqkit.round.train import Example, TrainConfig, batch_loss, dpo_loss, pair_length, shard_batches, step_batches
 
 needs_bf16 = pytest.mark.skipif(not models.native_bf16("cpu"), reason="this CPU has no native bf16")
 
@@ -152,8 +152,8 @@ def padding(batches) -> float:
 def test_length_groups_cover_every_pair_once_per_epoch_and_cut_padding():
     data = examples(100)
     cfg = TrainConfig(batch_size=4, epochs=3, seed=7)
-    grouped = shard_batches(data, cfg, 0, 1)
-    plain = shard_batches(data, TrainConfig(batch_size=4, epochs=3, seed=7, group_by_length=False), 0, 1)
+    grouped = step_batches(data, cfg)
+    plain = step_batches(data, TrainConfig(batch_size=4, epochs=3, seed=7, group_by_length=False))
     assert len(grouped) == len(plain) == 75
     epochs = [grouped[i * 25 : (i + 1) * 25] for i in range(3)]
     for epoch in epochs:
@@ -163,18 +163,24 @@ def test_length_groups_cover_every_pair_once_per_epoch_and_cut_padding():
     assert compositions[0] != compositions[1] != compositions[2]  # every epoch draws new groups
     widths = [max(pair_length(e) for e in b) for b in epochs[0]]
     assert widths != sorted(widths) and widths != sorted(widths, reverse=True)  # a random order, not short to long
-    assert shard_batches(data, cfg, 0, 1) == grouped  # same seed, same batches
-    assert shard_batches(data, TrainConfig(batch_size=4, epochs=3, seed=8), 0, 1) != grouped
+    assert step_batches(data, cfg) == grouped  # same seed, same batches
+    assert step_batches(data, TrainConfig(batch_size=4, epochs=3, seed=8)) != grouped
 
 
-def test_length_groups_give_every_process_the_same_number_of_steps():
+def test_every_process_gets_the_same_steps_and_the_steps_do_not_depend_on_the_process_count():
     data = examples(23)
-    cfg = TrainConfig(batch_size=3, epochs=2, seed=1)
+    cfg = TrainConfig(batch_size=6, epochs=2, seed=1)
+    steps = step_batches(data, cfg)
     ranks = [shard_batches(data, cfg, r, 2) for r in range(2)]
-    assert len(ranks[0]) == len(ranks[1])
-    seen = {id(e) for batches in ranks for b in batches for e in b}
-    assert seen == {id(e) for e in data}
-    assert all(1 <= len(b) <= 3 for batches in ranks for b in batches)
+    assert len(ranks[0]) == len(ranks[1]) == len(steps)
+    assert all(len(micros) == cfg.grad_accum for rank in ranks for micros in rank)
+    for s, batch in enumerate(steps):  # the two processes' micro-batches are the step's batch, in order
+        assert [e for r in range(2) for micro in ranks[r][s] for e in micro] == batch
+        assert abs(len(ranks[0][s][0]) - len(ranks[1][s][0])) <= 1
+    one_accumulating = shard_batches(data, TrainConfig(batch_size=6, epochs=2, seed=1, grad_accum=2), 0, 1)
+    assert one_accumulating == [[ranks[0][s][0], ranks[1][s][0]] for s in range(len(steps))]
+    tiny_tail = shard_batches(data[:1], TrainConfig(batch_size=6, seed=1), 1, 2)
+    assert tiny_tail == [[[]]]  # a process with nothing to do in a step still has its (empty) micro-batch
 
 
 def test_precision_resolves_on_the_hardware(monkeypatch):

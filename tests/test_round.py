@@ -120,9 +120,14 @@ def test_runs_on_one_session_share_cached_stages_only_when_the_config_allows(mon
     assert rounds_computed(replace(base, strategy="smallest-margin")) == []  # same warm start, same plan
     # what shaped the warm-start policy: round 1 samples from another policy
     assert rounds_computed(replace(base, lr=base.lr / 2)) == [0, 1]
-    # generation reseeds per batch, so the batch size changes the samples of both rounds
-    assert rounds_computed(replace(base, gen_batch_size=3)) == [0, 1]
+    # top-k changes the samples of both rounds
+    assert rounds_computed(replace(base, top_k=5)) == [0, 1]
     other = {r: t for r, t in computed}
     for r in (0, 1):
         assert first[r]["response_ids"].tolist() != other[r]["response_ids"].tolist()
-    assert rounds_computed(replace(base, gen_batch_size=3, strategy="smallest-margin")) == []
+    assert rounds_computed(replace(base, top_k=5, strategy="smallest-margin")) == []
+    # a response's randomness is its prompt's, not its batch's: another batch size draws the same tokens,
+    # but the stages run again (the cache promises the very bits, and batching moves the last ones)
+    assert rounds_computed(replace(base, gen_batch_size=3)) == [0, 1]
+    for r in (0, 1):
+        assert first[r]["response_ids"].tolist() == computed[r][1]["response_ids"].tolist()

@@ -84,3 +84,19 @@ def test_a_bf16_training_step_lowers_the_loss_and_keeps_float32_weights(tiny):
         after = batch_loss(model, batch, 0.1, tok.pad_token_id)
     assert after.item() < before - 1e-3
     assert after.dtype == torch.float32 and all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_an_fsdp_config_on_a_cpu_trains_unsharded_and_says_so(tiny, monkeypatch, caplog):
+    """accelerate 1.15 runs FSDP only on GPUs: acqkit says it trains with something else, once, not silently."""
+    import logging
+
+    from acqkit.round import train as train_mod
+
+    train_mod.fsdp_not_here.cache_clear()
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    model, tok = fresh(tiny)
+    with caplog.at_level(logging.WARNING, logger="acqkit"):
+        for _ in range(2):
+            train(model, list(TWO_PAIRS), TrainConfig(batch_size=2), tok.pad_token_id)
+    said = [r.getMessage() for r in caplog.records if "FSDP" in r.getMessage()]
+    assert len(said) == 1 and "runs FSDP only on GPUs" in said[0] and "cpu" in said[0]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from acqkit.components import Task, declared, gold_rewards
+from acqkit.distributed import spread
 from acqkit.strategies import bradley_terry
 from acqkit.round.sample import GenConfig, generate
 from acqkit.round.score import score
@@ -36,11 +37,22 @@ def greedy(model, tokenizer, prompt_ids, max_new_tokens: int, batch_size: int, g
     return generate_fn(model, tokenizer, prompt_ids, 1, cfg, seed=0, label="eval: greedy")
 
 
+def shared_gold(task, prompts: list, texts: list[str], lengths: list[int], chunk: int) -> np.ndarray:
+    """Gold rewards, computed by the processes together in chunks of ``chunk`` prompts (a collective).
+
+    The chunks do not depend on the process count, so neither do the rewards.
+    """
+    parts = [range(s, min(s + chunk, len(prompts))) for s in range(0, len(prompts), max(1, chunk))]
+    rewards = spread(parts, lambda r: gold_rewards(task, [prompts[i] for i in r], [texts[i] for i in r],
+                                                   [lengths[i] for i in r]), "eval: gold")
+    return np.concatenate(rewards) if rewards else np.zeros(0)
+
+
 def make_eval_set(model, tokenizer, task, prompts, prompt_ids, max_new_tokens: int, batch_size: int,
                   generate_fn=generate) -> EvalSet:
     responses = greedy(model, tokenizer, prompt_ids, max_new_tokens, batch_size, generate_fn)
     texts = decode(tokenizer, responses)
-    rewards = gold_rewards(task, prompts, texts, [len(r) for r in responses])
+    rewards = shared_gold(task, prompts, texts, [len(r) for r in responses], batch_size)
     return EvalSet(prompts, prompt_ids, texts, rewards, np.array([len(r) for r in responses], float))
 
 
@@ -53,7 +65,7 @@ def evaluate(policy, reference, tokenizer, task, evalset: EvalSet, max_new_token
     """
     responses = greedy(policy, tokenizer, evalset.prompt_ids, max_new_tokens, batch_size, generate_fn)
     texts = decode(tokenizer, responses)
-    rewards = gold_rewards(task, evalset.prompts, texts, [len(r) for r in responses])
+    rewards = shared_gold(task, evalset.prompts, texts, [len(r) for r in responses], batch_size)
     p = bradley_terry(rewards, evalset.ref_rewards, declared(task, Task, "tau"))
     metrics = {
         "win_rate": float(p.mean()),
@@ -63,25 +75,30 @@ def evaluate(policy, reference, tokenizer, task, evalset: EvalSet, max_new_token
     }
     if kl_samples > 0:
         metrics["kl"] = kl_estimate(policy, reference, tokenizer, evalset.prompt_ids, max_new_tokens, batch_size,
-                                    kl_samples, seed, score_batch_size, generate_fn, score_ref)
+                                    kl_samples, seed, score_batch_size, generate_fn, score_ref,
+                                    keys=[p.id for p in evalset.prompts])
     return metrics
 
 
 def kl_estimate(policy, reference, tokenizer, prompt_ids, max_new_tokens: int, batch_size: int, kl_samples: int,
-                seed: int, score_batch_size: int = 16, generate_fn=generate, score_ref=None) -> float:
+                seed: int, score_batch_size: int = 16, generate_fn=generate, score_ref=None, keys=None) -> float:
     """Monte-Carlo KL(policy || reference): the mean of ``logp_policy - logp_ref`` over the policy's own samples.
 
     Unbiased only for samples of the policy itself, so they are drawn at
     temperature 1 with no top-k (``top_k=0``), whatever the run samples with:
     top-k samples would average the log-ratio over the likely tokens only.
+    ``keys`` (the prompt ids) key each sample's randomness. Every stage here is
+    a collective of the processes (``acqkit.distributed.spread``).
     """
     cfg = GenConfig(max_new_tokens=max_new_tokens, temperature=1.0, top_k=0, batch_size=batch_size)
-    samples = generate_fn(policy, tokenizer, prompt_ids, kl_samples, cfg, seed, label="eval: KL samples")
+    samples = generate_fn(policy, tokenizer, prompt_ids, kl_samples, cfg, seed, label="eval: KL samples", keys=keys)
     prompts = [ids for ids in prompt_ids for _ in range(kl_samples)]
     pad = tokenizer.pad_token_id
-    lp, _ = score(policy, prompts, samples, pad, score_batch_size, with_entropy=False, label="eval: KL policy")
+    lp, _ = score(policy, prompts, samples, pad, score_batch_size, with_entropy=False, label="eval: KL policy",
+                  shared=True)
     if score_ref is None:
-        lr, _ = score(reference, prompts, samples, pad, score_batch_size, with_entropy=False, label="eval: KL ref")
+        lr, _ = score(reference, prompts, samples, pad, score_batch_size, with_entropy=False, label="eval: KL ref",
+                      shared=True)
     else:
         lr = score_ref(prompts, samples)
     return float(np.mean(lp - lr))

@@ -20,6 +20,7 @@ from acqkit.round import budget as budgets
 from acqkit.components import Labeler, RefineContext, Refiner, SamplePlan, Strategy, TrainingSet, declared
 from acqkit.errors import ComponentError, PluginOutputError, RunDirError
 from acqkit.config import RunConfig, to_toml
+from acqkit.distributed import gather
 from acqkit.round.evaluate import evaluate
 from acqkit.plugins import Registry, registry as default_registry
 from acqkit.guard import guarded_build
@@ -52,10 +53,12 @@ def sample_and_score(session: Session, cfg: RunConfig, plan: SamplePlan, round: 
     top_k = cfg.top_k if getattr(plan, "top_k", None) is None else plan.top_k  # 0: untruncated
     gen = GenConfig(cfg.max_new_tokens, plan.temperature, top_k, cfg.gen_batch_size)
     responses = session.generate(session.policy, session.tokenizer, prompt_ids, plan.n_responses, gen,
-                                 stage_seed(seed, round, "sample"))  # the sampler backend (--sampler)
+                                 stage_seed(seed, round, "sample"),  # the sampler backend (--sampler)
+                                 keys=[p.id for p in prompts])  # a response's randomness: its prompt's id
     flat_prompts = [ids for ids in prompt_ids for _ in range(plan.n_responses)]
     pad = session.tokenizer.pad_token_id
-    lp, ent = score(session.policy, flat_prompts, responses, pad, cfg.score_batch_size, label="scoring: policy")
+    lp, ent = score(session.policy, flat_prompts, responses, pad, cfg.score_batch_size, label="scoring: policy",
+                    shared=True)
     lr = session.refs(flat_prompts, responses, cfg.score_batch_size, "scoring: reference")  # counted; cached if asked
     return table_from(prompts, session.prompt_ids, responses, plan.n_responses, session.tokenizer, lp, lr, ent)
 
@@ -130,8 +133,9 @@ def warm_start(session: Session, cfg: RunConfig, reg: Registry, run_dir) -> dict
         pairs = pairs_frame(first_two.index, [r[0] for r in first_two], [r[1] for r in first_two], 0.0)
         labels = label_pairs(session, ws_cfg, guarded_build(reg, "labeler", cfg.seed_labeler), cfg.seed_labeler,
                              pairs, table, 0, None, ledger_dir=session.workdir)
-        stats = train(session.policy, examples_from(labels, table), train_config(ws_cfg, 0, cfg.seed_epochs),
-                      session.tokenizer.pad_token_id)
+        with session.reference_parked():
+            stats = train(session.policy, examples_from(labels, table), train_config(ws_cfg, 0, cfg.seed_epochs),
+                          session.tokenizer.pad_token_id)
         session.cache[key] = {"state": session.snapshot(), "labels": int(labels["cost"].sum()),
                               "usd": money(labels),
                               "pairs": len(labels), "loss": stats["loss"], "table": table, "label_rows": labels,
@@ -240,8 +244,10 @@ def play_round(r: Run, rnd: int, budget: int) -> dict:
     refiner_log: list[dict] = []
     context = RefineContext(round=rnd, beta=cfg.beta, reference=reference, log=refiner_log.append)
     targets = declared(r.refiner, Refiner, "in_training")(context)
-    stats = train(session.policy, examples, train_config(cfg, rnd), session.tokenizer.pad_token_id,
-                  targets=targets)
+    with session.reference_parked(needed=reference is session.reference):  # off the GPU unless the refiner reads it
+        stats = train(session.policy, examples, train_config(cfg, rnd), session.tokenizer.pad_token_id,
+                      targets=targets)
+    refiner_log = gather(refiner_log)  # each process saw its own micro-batches
     if r.run_dir and refiner_log:  # what the refiner changed in training (e.g. which pairs it smoothed)
         append_jsonl(r.run_dir / "refiner.jsonl", pd.DataFrame(refiner_log).assign(round=rnd))
     del reference

@@ -55,10 +55,11 @@ class RefScorer:
     is keyed by ``(fingerprint, prompt ids, response ids)``.
     """
 
-    def __init__(self, model, pad_id: int, mode: str = "off"):
+    def __init__(self, model, pad_id: int, mode: str = "off", shared: bool = True):
         if mode not in MODES:
             raise ConfigError(f"ref_cache must be one of {', '.join(MODES)}, got {mode!r}")
         self.model, self.pad_id, self.mode = model, pad_id, mode
+        self.shared = shared  # a collective: every process calls it alike, each scores a share (score(shared=))
         self.scored = self.cached = 0
         self._fingerprint: str | None = None
         self.store: dict[tuple, float] = {}
@@ -76,13 +77,14 @@ class RefScorer:
                  label: str = "scoring: reference") -> np.ndarray:
         if self.mode == "off":
             self.scored += len(prompts)
-            return score(self.model, prompts, responses, self.pad_id, batch_size, with_entropy=False, label=label)[0]
+            return score(self.model, prompts, responses, self.pad_id, batch_size, with_entropy=False, label=label,
+                         shared=self.shared)[0]
         fp = self.fingerprint
         keys = [(fp, tuple(p), tuple(r)) for p, r in zip(prompts, responses)]
         todo = list(dict.fromkeys(k for k in keys if k not in self.store))  # unique misses, first-seen order
         if todo:
             values, _ = score(self.model, [list(k[1]) for k in todo], [list(k[2]) for k in todo], self.pad_id,
-                              batch_size=1, with_entropy=False, label=label)
+                              batch_size=1, with_entropy=False, label=label, shared=self.shared)
             self.store.update(zip(todo, values.tolist()))
         self.scored += len(todo)
         self.cached += len(keys) - len(todo)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
 
+from acqkit.distributed import spread
 from acqkit.models.precision import autocast
 from acqkit.round.batching import left_pad, length_buckets
 from acqkit.progress import track
@@ -22,6 +24,8 @@ PLAIN_HEAD = frozenset({"llama", "mistral", "qwen2", "qwen3", "smollm3", "olmo",
 
 
 def plain_head(model) -> bool:
+    if isinstance(model, (FSDPModule, FullyShardedDataParallel)):  # only the root forward gathers the shards
+        return False
     config = getattr(model, "config", None)
     return (getattr(config, "model_type", None) in PLAIN_HEAD and hasattr(model, "get_decoder")
             and isinstance(model.get_output_embeddings(), torch.nn.Linear))
@@ -73,20 +77,30 @@ def response_logps(model, ids, mask, pos, resp, with_entropy: bool = False):
     return summed, mean_ent
 
 
-@torch.inference_mode()
 def score(model, prompts: list[list[int]], responses: list[list[int]], pad_id: int,
-          batch_size: int = 16, with_entropy: bool = True, label: str = "scoring"):
-    """``(logp [n], entropy [n] or None)`` for every (prompt, response) pair, in input order."""
+          batch_size: int = 16, with_entropy: bool = True, label: str = "scoring", shared: bool = False):
+    """``(logp [n], entropy [n] or None)`` for every (prompt, response) pair, in input order.
+
+    ``shared=True`` makes it a collective of the processes
+    (``acqkit.distributed.spread``): each scores its share of the length
+    batches and all get every value, the same bits as one process computes.
+    """
     n = len(prompts)
     logp = np.zeros(n)
     ent = np.zeros(n) if with_entropy else None
-    device = next(model.parameters()).device
     batches = length_buckets([len(p) + len(r) for p, r in zip(prompts, responses)], batch_size)
-    for idx in track(batches, label, total=len(batches)):
+
+    @torch.inference_mode()
+    def one(idx: list[int]):
+        device = next(model.parameters()).device
         ids, mask, pos, resp = (t.to(device) for t in left_pad(
             [prompts[i] for i in idx], [responses[i] for i in idx], pad_id))
         s, e = response_logps(model, ids, mask, pos, resp, with_entropy)
-        logp[idx] = s.double().cpu().numpy()
+        return s.double().cpu().numpy(), (e.double().cpu().numpy() if with_entropy else None)
+
+    results = spread(batches, one, label) if shared else [one(idx) for idx in track(batches, label, len(batches))]
+    for idx, (s, e) in zip(batches, results):
+        logp[idx] = s
         if with_entropy:
-            ent[idx] = e.double().cpu().numpy()
+            ent[idx] = e
     return logp, ent

@@ -6,6 +6,7 @@ seed, same initial policy, same plan) are computed once for all strategies.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from dataclasses import dataclass, field
@@ -24,17 +25,11 @@ from acqkit.plugins import Registry
 from acqkit.round.task import check_lengths, check_prompt, context_length
 from acqkit.round.refcache import RefScorer
 from acqkit.round.sample import encode_prompts, generate, sample
+from acqkit.round.seeds import stage_seed  # noqa: F401  (re-exported: the loop and benchmarks read it here)
 
 # Fields a session fixes when it opens; a run on that session must agree (Session.check).
 SESSION_FIELDS = ("sampler", "lora_rank", "lora_alpha", "lora_dropout", "lora_targets", "ref_cache", "precision")
 log = logging.getLogger("acqkit")
-
-
-def stage_seed(*parts) -> int:
-    """A 31-bit seed derived from (run seed, round, stage name, ...)."""
-    words = [p if isinstance(p, int) else sum(ord(c) * 31**i for i, c in enumerate(str(p))) % 2**31
-             for p in parts]
-    return int(np.random.SeedSequence(words).generate_state(1)[0] & 0x7FFFFFFF)
 
 
 @dataclass
@@ -121,6 +116,25 @@ class Session:
         for p in model.parameters():
             p.requires_grad_(False)
         return model
+
+    @contextlib.contextmanager
+    def reference_parked(self, needed: bool = False):
+        """Training needs no reference (its log-probs are in the table): on a GPU it waits in host memory.
+
+        Moves the frozen reference to the CPU for the block and back after, so
+        the policy, its gradients and AdamW state have the device to
+        themselves. A no-op when the reference already lives on the CPU, or when
+        ``needed`` (a refiner that reads the reference in training).
+        """
+        home = next(self.reference.parameters()).device
+        if needed or home.type == "cpu":
+            yield
+            return
+        self.reference.to("cpu")
+        try:
+            yield
+        finally:
+            self.reference.to(home)
 
     def snapshot(self) -> dict:
         return {k: v.detach().clone() for k, v in self.policy.state_dict().items()}

@@ -11,17 +11,23 @@ loss stay float32.
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
+import logging
 import math
+import os
 import random
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from accelerate.utils import DistributedType
 
 from acqkit.errors import ConfigError
 from acqkit.round.batching import left_pad
 from acqkit.models.lora import has_adapters, is_adapter_param
 from acqkit.progress import track
+from acqkit.round.seeds import row_seed
 from acqkit.round.score import response_logits, summed_logps
 
 
@@ -30,13 +36,13 @@ class TrainConfig:
     beta: float = 0.1
     lr: float = 5e-6
     epochs: int = 1
-    batch_size: int = 8  # pairs per optimizer step (before accumulation)
-    grad_accum: int = 1
+    batch_size: int = 8  # pairs per optimizer step, over all processes
+    grad_accum: int = 1  # micro-batches (forward passes) per process per step: memory, not maths
     max_grad_norm: float = 1.0
     warmup: float = 0.1  # fraction of steps with linear warm-up, then cosine decay
     seed: int = 0
     train_layers: int | None = None  # train only the last k transformer blocks (None: everything)
-    group_by_length: bool = True  # batches of pairs of similar length, in a seeded random order (shard_batches)
+    group_by_length: bool = True  # batches of pairs of similar length, in a seeded random order (step_batches)
 
     def __post_init__(self):
         """Fail at construction, naming the field, not steps into training (benchmarks and tests build these)."""
@@ -109,6 +115,12 @@ def lr_factor(step: int, total: int, warmup: float) -> float:
 def batch_loss(model, batch: list[Example], beta: float, pad_id: int, targets=None, step: int = 0,
                total_steps: int = 1, index=()):
     """Mean DPO loss of a batch: a and b in one concatenated forward pass."""
+    return pair_losses(model, batch, beta, pad_id, targets, step, total_steps, index).mean()
+
+
+def pair_losses(model, batch: list[Example], beta: float, pad_id: int, targets=None, step: int = 0,
+                total_steps: int = 1, index=()):
+    """The DPO loss of each pair of a batch, ``[B]``: a and b in one concatenated forward pass."""
     device = next(model.parameters()).device
     prompts = [e.prompt for e in batch] * 2
     responses = [e.a for e in batch] + [e.b for e in batch]
@@ -121,7 +133,7 @@ def batch_loss(model, batch: list[Example], beta: float, pad_id: int, targets=No
     if targets is not None:
         p = targets(TrainBatch(step, total_steps, beta, ids, mask, pos, resp, logits.detach(),
                                logps.detach(), ref, p, tuple(index))).to(logps.dtype)
-    return dpo_loss(logps[:n], logps[n:], ref[:n], ref[n:], p, beta).mean()
+    return dpo_loss(logps[:n], logps[n:], ref[:n], ref[n:], p, beta)
 
 
 def transformer_blocks(model) -> torch.nn.ModuleList:
@@ -175,48 +187,77 @@ def pair_length(e: Example) -> int:
     return len(e.prompt) + max(len(e.a), len(e.b))
 
 
-def shard_batches(examples: list[Example], cfg: TrainConfig, rank: int, world: int) -> list[list[Example]]:
-    """This process's micro-batches: one seeded shuffle per epoch, strided across processes.
+def step_batches(examples: list[Example], cfg: TrainConfig) -> list[list[Example]]:
+    """Every optimizer step's batch of ``batch_size`` pairs (the last of an epoch may be smaller).
 
-    With ``group_by_length`` (the default), each epoch's shuffled order is cut
-    into groups of ``GROUP_BATCHES`` global batches; a group is sorted by
-    :func:`pair_length` (ties keep the shuffled order) and cut into batches,
-    and the epoch's batches are then shuffled by the same seeded generator. So
-    batches hold pairs of similar length (less padding), every epoch draws new
-    groups, and the optimizer sees the batches in a seeded random order, not
-    short to long. Without it, the shuffled order is cut as it is.
-
-    The order is padded (wrapping around, as DistributedSampler does) so every
-    process runs the same number of steps and DDP never waits on a missing one.
+    One seeded shuffle per epoch; with ``group_by_length`` (the default) the
+    shuffled order is cut into groups of ``GROUP_BATCHES`` batches, a group is
+    sorted by :func:`pair_length` (ties keep the shuffled order) and cut into
+    batches, and the epoch's batches are shuffled by the same seeded
+    generator. So batches hold pairs of similar length (less padding), every
+    epoch draws new groups, and the optimizer sees them in a seeded random
+    order, not short to long. The batches do not depend on the process count.
     """
     rng = random.Random(cfg.seed)
     lengths = [pair_length(e) for e in examples]
-    step = cfg.batch_size * world  # pairs per global batch, over all processes
-    batches = []
+    size, batches = cfg.batch_size, []
     for _ in range(cfg.epochs):
         order = list(range(len(examples)))
         rng.shuffle(order)
-        if not cfg.group_by_length:
-            order += order[: (-len(order)) % world]
-            shard = order[rank::world]
-            batches += [[examples[i] for i in shard[s : s + cfg.batch_size]]
-                        for s in range(0, len(shard), cfg.batch_size)]
-            continue
-        span = step * GROUP_BATCHES
-        grouped = [i for s in range(0, len(order), span)
-                   for i in sorted(order[s : s + span], key=lambda i: lengths[i])]
-        blocks = [grouped[s : s + step] for s in range(0, len(grouped), step)]
-        rng.shuffle(blocks)
-        for block in blocks:
-            block = block + block[: (-len(block)) % world]
-            batches.append([examples[i] for i in block[rank::world]])
+        if cfg.group_by_length:
+            span = size * GROUP_BATCHES
+            order = [i for s in range(0, len(order), span)
+                     for i in sorted(order[s : s + span], key=lambda i: lengths[i])]
+        blocks = [order[s : s + size] for s in range(0, len(order), size)]
+        if cfg.group_by_length:
+            rng.shuffle(blocks)
+        batches += [[examples[i] for i in block] for block in blocks]
     return batches
 
 
-def train(model, examples: list[Example], cfg: TrainConfig, pad_id: int, accelerator=None, targets=None) -> dict:
-    """Train ``model`` in place on ``examples``; returns ``{"loss": mean loss, "steps": n}``.
+def micro_batches(batch: list, parts: int) -> list[list]:
+    """``batch`` cut into ``parts`` consecutive slices whose sizes differ by at most one (some may be empty)."""
+    q, r = divmod(len(batch), parts)
+    cuts = [0]
+    for i in range(parts):
+        cuts.append(cuts[-1] + q + (i < r))
+    return [batch[a:b] for a, b in zip(cuts, cuts[1:])]
 
-    ``targets``, if given, maps each :class:`TrainBatch` to the labels to train on.
+
+def shard_batches(examples: list[Example], cfg: TrainConfig, rank: int, world: int) -> list[list[list[Example]]]:
+    """This process's share of every step: ``grad_accum`` micro-batches (lists of pairs) per step.
+
+    A step's batch is cut into ``world * grad_accum`` micro-batches; process
+    ``rank`` takes the ``rank``-th run of ``grad_accum`` of them. Every process
+    gets the same number of steps and micro-batches (an empty one still runs,
+    with weight 0, so DDP's all-reduce never waits on a missing backward).
+    """
+    parts = world * cfg.grad_accum
+    return [micro_batches(batch, parts)[rank * cfg.grad_accum : (rank + 1) * cfg.grad_accum]
+            for batch in step_batches(examples, cfg)]
+
+
+@functools.cache
+def fsdp_not_here(device: str, kind: str) -> None:
+    """Say once that accelerate turned an FSDP config into something else: it shards only on GPUs (1.15)."""
+    logging.getLogger("acqkit").warning(
+        "acqkit: the accelerate config asks for FSDP, but accelerate runs FSDP only on GPUs; on %s it trains "
+        "with %s (the same weights, unsharded)", device, kind)
+
+
+def train(model, examples: list[Example], cfg: TrainConfig, pad_id: int, accelerator=None, targets=None) -> dict:
+    """Train ``model`` in place on ``examples``; returns ``{"loss": mean loss per pair, "steps": n}``.
+
+    ``batch_size`` pairs per optimizer step whatever the process count: each
+    micro-batch's summed loss is scaled by ``world / k`` (``k`` the step's pairs),
+    so DDP's gradient average is the gradient of the step's mean loss. One
+    process with ``grad_accum = 2`` and two with ``grad_accum = 1`` compute the
+    same micro-batches and add the same two gradients: the same weights, bit
+    for bit (``tests/test_distributed.py``). Under FSDP (an accelerate config
+    file) a copy of the model is sharded for training: gradients and AdamW
+    state are split between the processes, and the whole trained weights are
+    gathered back into ``model`` on every process. ``targets``, if given, maps
+    each :class:`TrainBatch` to the labels to train on.
     """
     from accelerate import Accelerator
 
@@ -225,33 +266,62 @@ def train(model, examples: list[Example], cfg: TrainConfig, pad_id: int, acceler
     # bf16 is autocast per forward by the scorer's response_logits (the model's precision), not by accelerate.
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no")
     trainable_last(model, cfg.train_layers)
-    if has_adapters(model):
-        torch.manual_seed(cfg.seed)  # LoRA dropout draws from torch's RNG: seed it per stage like the rest
-    batches = shard_batches(examples, cfg, accelerator.process_index, accelerator.num_processes)
+    # FSDP shards the module it wraps, which then runs only in lockstep on every process, while acqkit
+    # samples and scores with whole weights: train a copy, then load its gathered weights back.
+    fsdp = accelerator.distributed_type == DistributedType.FSDP
+    if not fsdp and os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":
+        if accelerator.is_main_process:
+            fsdp_not_here(str(accelerator.device), accelerator.distributed_type.value)
+    caller, home = model, next(model.parameters()).device
+    if fsdp:  # the whole weights wait in host memory; the device holds only the shards while training
+        model = copy.deepcopy(caller.to("cpu")).to(home)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    steps = shard_batches(examples, cfg, rank, world)
     where = {id(e): i for i, e in enumerate(examples)}  # TrainBatch.index: positions in the training list
-    total_steps = max(1, math.ceil(len(batches) / cfg.grad_accum))
+    sizes = [len(b) for b in step_batches(examples, cfg)]
+    fsdp1 = fsdp and not accelerator.is_fsdp2
+    if fsdp1:  # FSDP1 may replace the parameters (use_orig_params = false): wrap before the optimizer sees them
+        model = accelerator.prepare(model)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
     # The schedule is stepped by hand once per optimizer step: accelerate's wrapped
     # scheduler would step once per process, which changes the schedule with the world size.
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total_steps, cfg.warmup))
-    model, optimizer = accelerator.prepare(model, optimizer)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, len(steps), cfg.warmup))
+    if fsdp1:
+        optimizer = accelerator.prepare(optimizer)
+    else:  # DDP; FSDP2 wants both in one call (it maps the optimizer onto the sharded parameters)
+        model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
-    losses = []
-    for step, batch in enumerate(track(batches, "training", total=len(batches))):
-        update = (step + 1) % cfg.grad_accum == 0 or step == len(batches) - 1
-        # Between optimizer steps, skip DDP's gradient all-reduce: it happens once, on the update.
-        with contextlib.nullcontext() if update else accelerator.no_sync(model):
-            loss = batch_loss(model, batch, cfg.beta, pad_id, targets, step, len(batches),
-                              [where[id(e)] for e in batch])
-            accelerator.backward(loss / cfg.grad_accum)
-        if update:
-            if cfg.max_grad_norm:
-                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-        losses.append(loss.item())
+    sums = []  # (step, micro-batch, summed loss): the reported loss, added up in the same order by every world
+    for step, micros in enumerate(track(steps, "training", total=len(steps))):
+        for m, micro in enumerate(micros):
+            last = m == len(micros) - 1
+            torch.manual_seed(row_seed(cfg.seed, step, rank * cfg.grad_accum + m))  # dropout (LoRA): per micro-batch
+            # Between a process's micro-batches, skip DDP's gradient all-reduce: it happens once, on the last.
+            with contextlib.nullcontext() if last else accelerator.no_sync(model):
+                batch = micro or examples[:1]  # an empty micro-batch still joins the all-reduce, with weight 0
+                losses = pair_losses(model, batch, cfg.beta, pad_id, targets if micro else None, step, len(steps),
+                                     [where[id(e)] for e in batch])
+                weight = world / sizes[step] if micro else 0.0
+                accelerator.backward(losses.sum() * weight)
+            if micro:
+                sums.append((step, rank * cfg.grad_accum + m, losses.detach().sum().item()))
+        if cfg.max_grad_norm:
+            accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
     model.eval()
+    if fsdp:  # a collective: every process gets the whole trained weights, in the caller's plain module
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        caller.load_state_dict(get_model_state_dict(model, options=StateDictOptions(full_state_dict=True)))
+        caller.to(home).eval()
     accelerator.unwrap_model(model)
     accelerator.free_memory()
-    return {"loss": sum(losses) / len(losses), "steps": len(batches)}
+    if world > 1:
+        import torch.distributed as dist
+
+        gathered: list = [None] * world
+        dist.all_gather_object(gathered, sums)
+        sums = [x for part in gathered for x in part]
+    return {"loss": sum(v for _, _, v in sorted(sums)) / sum(sizes), "steps": len(steps)}
