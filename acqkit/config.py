@@ -76,7 +76,9 @@ class RunConfig:
     lora_targets: str = opt("q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
                             "modules that get adapters: comma-separated names (Llama-style) or all-linear")
     # evaluation
-    eval_prompts: int = opt(24, "held-out prompts for evaluation")
+    eval_prompts: int = opt(30, "held-out prompts for evaluation")
+    eval_samples: int = opt(1, "sampled responses per eval prompt for the win rate, drawn with the same random "
+                               "streams for every strategy of a seed (0 = one greedy response; docs/reporting.md)")
     kl_samples: int = opt(1, "samples per eval prompt for the KL estimate (0 = skip)")
     score_batch_size: int = opt(16, "sequences per scoring forward pass (bounds the memory of scoring)")
     ref_cache: str = opt("off", "off | exact: score each response once per session under the reference "
@@ -93,7 +95,7 @@ class RunConfig:
         for name in ("rounds", "n_responses", "max_new_tokens", "epochs", "batch_size", "grad_accum",
                      "gen_batch_size", "score_batch_size", "eval_prompts", "seed_epochs"):
             _at_least(name, getattr(self, name), 1)
-        for name in ("budget", "seed_labels", "top_k", "kl_samples", "temperature", "lora_rank"):
+        for name in ("budget", "seed_labels", "top_k", "kl_samples", "eval_samples", "temperature", "lora_rank"):
             _at_least(name, getattr(self, name), 0)
         if self.train_layers is not None:
             _at_least("train_layers", self.train_layers, 1)

@@ -105,7 +105,7 @@ def test_the_cli_shows_a_plugin_error_as_one_line(reg, tmp_path, monkeypatch):
 
 
 def test_an_oracle_returning_nan_stops_before_any_label_is_stored(reg, tmp_path):
-    cfg = preset("smoke", **BASE, task="sentiment(oracle=nan-later)")
+    cfg = preset("smoke", **BASE, task="sentiment(oracle=nan-later)", eval_samples=0)  # the labels' call is second
     with pytest.raises(PluginOutputError, match=r"^oracle 'nan-later' \(plugin 'bad' from package acqkit-bad\) "
                                                 r"returned 8 NaN or infinite reward\(s\) from reward\(\): \[nan"):
         run(cfg, out=tmp_path, registry=reg)

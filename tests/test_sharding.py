@@ -101,3 +101,19 @@ def test_the_reference_is_parked_off_the_device_only_through_training(monkeypatc
     before = [p.data_ptr() for p in session.reference.parameters()]
     with session.reference_parked():  # on the CPU: nothing moves
         assert [p.data_ptr() for p in session.reference.parameters()] == before
+
+
+def test_the_win_rate_samples_share_random_numbers_within_a_seed_and_greedy_stays_available(tiny):
+    from acqkit.round.evaluate import EvalSet, WinSamples, win_responses
+
+    model, tok = tiny
+    prompts = [type("P", (), {"id": f"e{i}"})() for i in range(3)]
+    ids = [tok(t, add_special_tokens=False)["input_ids"] for t in ("a film", "the plot", "music")]
+    evalset = EvalSet(prompts, ids, [], np.zeros(3), np.zeros(3))
+    design = WinSamples(n=2, temperature=1.0, top_k=0, seed=11)
+    first, k = win_responses(model, tok, evalset, 8, 64, generate, design)
+    again, _ = win_responses(model, tok, evalset, 8, 2, generate, design)  # another strategy, other batching
+    other_seed, _ = win_responses(model, tok, evalset, 8, 64, generate, WinSamples(2, 1.0, 0, seed=12))
+    assert k == 2 and len(first) == 6 and first == again and other_seed != first
+    greedy_out, k = win_responses(model, tok, evalset, 8, 64, generate, WinSamples(n=0))
+    assert k == 1 and greedy_out == win_responses(model, tok, evalset, 8, 64, generate, WinSamples(0, seed=5))[0]

@@ -1,8 +1,10 @@
 """Gold-oracle evaluation on held-out prompts.
 
-Win rate is the mean Bradley-Terry probability that the policy's greedy
-response beats a fixed reference response (the initial policy's greedy one),
-so 0.5 means "no better than where we started".
+Win rate is the mean Bradley-Terry probability that the policy's response
+beats a fixed reference response (the initial policy's greedy one). The
+policy's responses are sampled, with the same random streams for every
+strategy of a seed (``--eval-samples``, default 1; 0 = greedy, for which 0.5
+means "no better than where we started").
 """
 from __future__ import annotations
 
@@ -56,17 +58,47 @@ def make_eval_set(model, tokenizer, task, prompts, prompt_ids, max_new_tokens: i
     return EvalSet(prompts, prompt_ids, texts, rewards, np.array([len(r) for r in responses], float))
 
 
+@dataclass(frozen=True)
+class WinSamples:
+    """The responses the win rate is measured on: ``n`` sampled per prompt (0: one greedy response).
+
+    Sampled at the run's ``temperature`` and ``top_k`` from streams seeded by
+    ``seed`` and the prompt ids, so every strategy of a seed is judged on the
+    same random numbers (docs/reporting.md has the measurement that chose this).
+    """
+
+    n: int = 0
+    temperature: float = 1.0
+    top_k: int = 50
+    seed: int = 0
+
+
+def win_responses(policy, tokenizer, evalset: EvalSet, max_new_tokens: int, batch_size: int, generate_fn,
+                  design: WinSamples) -> tuple[list[list[int]], int]:
+    """``(responses, per prompt)``: greedy, or ``design.n`` samples per prompt (prompt-major)."""
+    if design.n == 0 or design.temperature == 0:
+        return greedy(policy, tokenizer, evalset.prompt_ids, max_new_tokens, batch_size, generate_fn), 1
+    gen = GenConfig(max_new_tokens, design.temperature, design.top_k, batch_size)
+    return generate_fn(policy, tokenizer, evalset.prompt_ids, design.n, gen, design.seed, label="eval: samples",
+                       keys=[p.id for p in evalset.prompts]), design.n
+
+
 def evaluate(policy, reference, tokenizer, task, evalset: EvalSet, max_new_tokens: int, batch_size: int,
-             kl_samples: int, seed: int, score_batch_size: int = 16, generate_fn=generate, score_ref=None) -> dict:
+             kl_samples: int, seed: int, score_batch_size: int = 16, generate_fn=generate, score_ref=None,
+             win: WinSamples = WinSamples()) -> dict:
     """Metrics of ``policy`` on the eval set: win rate, gold reward, length, KL estimate (:func:`kl_estimate`).
 
-    ``generate_fn`` (signature of :func:`acqkit.round.sample.generate`) is the session's
-    sampler backend; ``score_ref(prompts, responses)``, if given, scores under the reference.
+    The win rate, gold reward and length are those of the responses ``win``
+    asks for (:func:`win_responses`), each against the initial policy's greedy
+    response to the same prompt. ``generate_fn`` (signature of
+    :func:`acqkit.round.sample.generate`) is the session's sampler backend;
+    ``score_ref(prompts, responses)``, if given, scores under the reference.
     """
-    responses = greedy(policy, tokenizer, evalset.prompt_ids, max_new_tokens, batch_size, generate_fn)
+    responses, k = win_responses(policy, tokenizer, evalset, max_new_tokens, batch_size, generate_fn, win)
     texts = decode(tokenizer, responses)
-    rewards = shared_gold(task, evalset.prompts, texts, [len(r) for r in responses], batch_size)
-    p = bradley_terry(rewards, evalset.ref_rewards, declared(task, Task, "tau"))
+    prompts = [p for p in evalset.prompts for _ in range(k)]
+    rewards = shared_gold(task, prompts, texts, [len(r) for r in responses], batch_size)
+    p = bradley_terry(rewards, np.repeat(evalset.ref_rewards, k), declared(task, Task, "tau"))
     metrics = {
         "win_rate": float(p.mean()),
         "gold_reward": float(rewards.mean()),

@@ -21,7 +21,7 @@ from acqkit.components import Labeler, RefineContext, Refiner, SamplePlan, Strat
 from acqkit.errors import ComponentError, PluginOutputError, RunDirError
 from acqkit.config import RunConfig, to_toml
 from acqkit.distributed import gather
-from acqkit.round.evaluate import evaluate
+from acqkit.round.evaluate import WinSamples, evaluate
 from acqkit.plugins import Registry, registry as default_registry
 from acqkit.guard import guarded_build
 from acqkit.preflight import check_config, check_resume
@@ -86,10 +86,11 @@ def train_config(cfg: RunConfig, round: int, epochs: int | None = None) -> Train
 
 
 def evaluate_policy(session: Session, cfg: RunConfig, round: int) -> dict:
+    win = WinSamples(cfg.eval_samples, cfg.temperature, cfg.top_k, stage_seed(cfg.seed, round, "eval-samples"))
     return evaluate(session.policy, session.reference, session.tokenizer, session.task, session.evalset,
                     cfg.max_new_tokens, cfg.gen_batch_size, cfg.kl_samples,
                     stage_seed(cfg.seed, round, "eval"), cfg.score_batch_size, session.generate,
-                    lambda p, r: session.refs(p, r, cfg.score_batch_size, "eval: KL ref"))
+                    lambda p, r: session.refs(p, r, cfg.score_batch_size, "eval: KL ref"), win)
 
 
 # Session cache keys are derived from the config, not copied from it by hand: a key holds every
@@ -122,8 +123,15 @@ def warm_start(session: Session, cfg: RunConfig, reg: Registry, run_dir) -> dict
     Shared by every strategy, and by every seed unless ``warm_start_seed`` is
     None: it plays the fixed offline-DPO checkpoint the papers start from.
     """
-    if cfg.seed_labels == 0:
-        return {"state": None, "labels": 0, "pairs": 0, "loss": float("nan"), "metrics": session.initial_metrics()}
+    if cfg.seed_labels == 0:  # the initial policy: greedy, it wins 0.5 by definition; its samples are evaluated
+        metrics = session.initial_metrics()
+        if cfg.eval_samples and cfg.temperature > 0:
+            key = ("initial-eval", cfg.seed, warm_start_key(cfg))  # the run's seed: its eval streams
+            if key not in session.cache:
+                session.reset_policy()
+                session.cache[key] = {**evaluate_policy(session, replace(cfg, kl_samples=0), 0), "kl": 0.0}
+            metrics = session.cache[key]
+        return {"state": None, "labels": 0, "pairs": 0, "loss": float("nan"), "metrics": metrics}
     ws_cfg = replace(cfg, seed=cfg.seed if cfg.warm_start_seed is None else cfg.warm_start_seed)
     key = warm_start_key(cfg)
     if key not in session.cache:
