@@ -2,7 +2,7 @@
 # Reproduce docs/results.md: the comparisons in docs/results/*.toml, one after the other,
 # with SmolLM2 on the sentiment task. Interrupted? Run it again: it resumes.
 #
-#     bash benchmarks/evidence.sh                  # all six, about seven hours on 2 CPU cores
+#     bash benchmarks/evidence.sh                  # all six, an estimated seven hours on 2 CPU cores
 #     bash benchmarks/evidence.sh one-round        # just one
 set -euo pipefail
 cd "$(dirname "$0")/.."

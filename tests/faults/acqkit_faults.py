@@ -91,7 +91,7 @@ def install() -> None:
 
     _on_entry(GenerationMixin, "generate", "generate")  # a generate() batch: sampling or evaluation
     _on_entry(acqkit.round.score, "response_logps", "score")  # a scoring batch (policy, reference or KL)
-    _on_entry(acqkit.round.train, "batch_loss", "train")  # a DPO training step
+    _on_entry(acqkit.round.train, "pair_losses", "train")  # a DPO training micro-batch
     _on_entry(acqkit.report.plots, "write_plots", "plots")  # report writing after the grid
 
     put_many = acqkit.store.ledger.Ledger.put_many
