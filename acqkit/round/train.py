@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from accelerate.utils import DistributedType
 
+from acqkit.distributed import gather
 from acqkit.errors import ConfigError
 from acqkit.round.batching import left_pad
 from acqkit.models.lora import has_adapters, is_adapter_param
@@ -318,10 +319,5 @@ def train(model, examples: list[Example], cfg: TrainConfig, pad_id: int, acceler
         caller.to(home).eval()
     accelerator.unwrap_model(model)
     accelerator.free_memory()
-    if world > 1:
-        import torch.distributed as dist
-
-        gathered: list = [None] * world
-        dist.all_gather_object(gathered, sums)
-        sums = [x for part in gathered for x in part]
+    sums = gather(sums) if world > 1 else sums  # every process's micro-batches
     return {"loss": sum(v for _, _, v in sorted(sums)) / sum(sizes), "steps": len(steps)}
