@@ -85,6 +85,12 @@ def from_main(fn):
     return _unbox(box[0], "the main process")
 
 
+def chunks(n: int, size: int) -> list[range]:
+    """``range(n)`` cut into consecutive work units of ``size`` (the last may be shorter)."""
+    size = max(1, size)
+    return [range(s, min(s + size, n)) for s in range(0, n, size)]
+
+
 def spread(units: Sequence[T], fn: Callable[[T], R], label: str | None = None) -> list[R]:
     """``[fn(u) for u in units]``, computed by the processes together.
 

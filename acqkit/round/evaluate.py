@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from acqkit.components import Task, declared, gold_rewards
-from acqkit.distributed import spread
+from acqkit.distributed import chunks, spread
 from acqkit.strategies import bradley_terry
 from acqkit.round.sample import GenConfig, generate
 from acqkit.round.score import score
@@ -44,8 +44,7 @@ def shared_gold(task, prompts: list, texts: list[str], lengths: list[int], chunk
 
     The chunks do not depend on the process count, so neither do the rewards.
     """
-    parts = [range(s, min(s + chunk, len(prompts))) for s in range(0, len(prompts), max(1, chunk))]
-    rewards = spread(parts, lambda r: gold_rewards(task, [prompts[i] for i in r], [texts[i] for i in r],
+    rewards = spread(chunks(len(prompts), chunk), lambda r: gold_rewards(task, [prompts[i] for i in r], [texts[i] for i in r],
                                                    [lengths[i] for i in r]), "eval: gold")
     return np.concatenate(rewards) if rewards else np.zeros(0)
 

@@ -18,7 +18,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from acqkit.components import Sampler, declared
-from acqkit.distributed import from_main, spread
+from acqkit.distributed import chunks, from_main, spread
 from acqkit.errors import PluginOutputError
 from acqkit.models.precision import autocast
 from acqkit.progress import track
@@ -180,5 +180,4 @@ def sample(sampler, name: str, model, tokenizer, prompt_ids: list[list[int]], n:
     if not declared(sampler, Sampler, "chunked"):
         return from_main(lambda: ask(range(len(prompt_ids))))
     per = max(1, cfg.batch_size // n)  # whole prompts per chunk
-    chunks = [range(s, min(s + per, len(prompt_ids))) for s in range(0, len(prompt_ids), per)]
-    return [r for part in spread(chunks, ask, label) for r in part]
+    return [r for part in spread(chunks(len(prompt_ids), per), ask, label) for r in part]

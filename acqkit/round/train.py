@@ -233,9 +233,13 @@ def shard_batches(examples: list[Example], cfg: TrainConfig, rank: int, world: i
     gets the same number of steps and micro-batches (an empty one still runs,
     with weight 0, so DDP's all-reduce never waits on a missing backward).
     """
-    parts = world * cfg.grad_accum
-    return [micro_batches(batch, parts)[rank * cfg.grad_accum : (rank + 1) * cfg.grad_accum]
-            for batch in step_batches(examples, cfg)]
+    return share_steps(step_batches(examples, cfg), cfg.grad_accum, rank, world)
+
+
+def share_steps(batches: list[list], grad_accum: int, rank: int, world: int) -> list[list[list]]:
+    """:func:`shard_batches` from the steps' batches already cut."""
+    parts = world * grad_accum
+    return [micro_batches(batch, parts)[rank * grad_accum : (rank + 1) * grad_accum] for batch in batches]
 
 
 @functools.cache
@@ -277,9 +281,10 @@ def train(model, examples: list[Example], cfg: TrainConfig, pad_id: int, acceler
     if fsdp:  # the whole weights wait in host memory; the device holds only the shards while training
         model = copy.deepcopy(caller.to("cpu")).to(home)
     world, rank = accelerator.num_processes, accelerator.process_index
-    steps = shard_batches(examples, cfg, rank, world)
+    batches = step_batches(examples, cfg)
+    steps = share_steps(batches, cfg.grad_accum, rank, world)
     where = {id(e): i for i, e in enumerate(examples)}  # TrainBatch.index: positions in the training list
-    sizes = [len(b) for b in step_batches(examples, cfg)]
+    sizes = [len(b) for b in batches]
     fsdp1 = fsdp and not accelerator.is_fsdp2
     if fsdp1:  # FSDP1 may replace the parameters (use_orig_params = false): wrap before the optimizer sees them
         model = accelerator.prepare(model)
