@@ -2,18 +2,41 @@
 # Reproduce docs/results.md: the comparisons in docs/results/*.toml, one after the other,
 # with SmolLM2 on the sentiment task. Interrupted? Run it again: it resumes.
 #
-#     bash benchmarks/evidence.sh                  # all six, an estimated seven hours on 2 CPU cores
+#     bash benchmarks/evidence.sh                  # all seven, an estimated eight hours on 2 CPU cores
 #     bash benchmarks/evidence.sh one-round        # just one
+#     bash benchmarks/evidence.sh --save [NAME...] # carry unfinished comparisons to another checkout
+#
+# The TOMLs turn policy checkpoints off, so a comparison's directory is small files only.
+# --save copies runs/evidence/NAME to docs/results/partial/NAME (commit it); a checkout that
+# has no runs/evidence/NAME starts from that copy, and the finished cells are not run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ACQKIT=${ACQKIT:-.venv/bin/acqkit}
 OUT=${OUT:-runs/evidence}
+PARTIAL=docs/results/partial
+ALL=(one-round three-rounds decrease increase selfee-seeds-48 selfee-seeds-192 one-round-bf16)
 mkdir -p "$OUT"
+if [ "${1:-}" = "--save" ]; then
+    shift
+    names=("$@")
+    [ ${#names[@]} -gt 0 ] || names=("${ALL[@]}")
+    for name in "${names[@]}"; do
+        [ -f "$OUT/$name/config.toml" ] || continue
+        rm -rf "$PARTIAL/$name" && mkdir -p "$PARTIAL"
+        cp -r "$OUT/$name" "$PARTIAL/$name"
+        rm -f "$PARTIAL/$name/.acqkit.lock"
+        echo "saved $OUT/$name -> $PARTIAL/$name ($(du -sh "$PARTIAL/$name" | cut -f1))"
+    done
+    exit 0
+fi
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(one-round three-rounds decrease increase selfee-seeds-48 selfee-seeds-192)
+[ ${#names[@]} -gt 0 ] || names=("${ALL[@]}")
 for name in "${names[@]}"; do
     dir=$OUT/$name
     start=$(date +%s)
+    if [ ! -d "$dir" ] && [ -f "$PARTIAL/$name/config.toml" ]; then
+        cp -r "$PARTIAL/$name" "$dir"  # an earlier checkout's unfinished work
+    fi
     if [ -f "$dir/config.toml" ]; then
         "$ACQKIT" compare --resume "$dir" --quiet --show-rounds all
     else

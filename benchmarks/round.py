@@ -22,6 +22,8 @@ tokens only, ``_peak.py``) against the matmul peak of the run's dtype, measured
 by this script at its start; sampling is memory-bound, so it also prints the
 bytes of weights read per generated token and the weight-read rate against a
 measured copy bandwidth. ``--precision bf16`` runs the round in bf16 autocast.
+The train line is also set against a bare forward + backward of the same model
+(``_peak.model_step``), the ceiling for that model's shapes on this machine.
 Run on demand: ``python benchmarks/round.py`` (``--model tiny`` for a quick check).
 
 ``--processes 1,2`` runs the round once per process count (``accelerate
@@ -134,8 +136,13 @@ def stage_flops(session, cfg, table, examples, rows, peaks, precision: str) -> l
     # train: forward + backward of both responses of every pair, every epoch
     tokens = sum(2 * len(e.prompt) + len(e.a) + len(e.b) for e in examples) * cfg.epochs
     resp = sum(len(e.a) + len(e.b) for e in examples) * cfg.epochs
-    out.append(_peak.flops_line("train (forward + backward)", 6 * body * tokens + 6 * head * resp,
-                                rows["train"]["seconds"], peaks, precision))
+    train_flop = 6 * body * tokens + 6 * head * resp
+    out.append(_peak.flops_line("train (forward + backward)", train_flop, rows["train"]["seconds"], peaks,
+                                precision))
+    ceiling = _peak.model_step(model, precision)
+    out.append(f"model ceiling: a bare forward + backward of this model (8 x 168 tokens) runs at "
+               f"{ceiling / 1e9:.1f} GFLOP/s = {ceiling / peaks[precision]:.0%} of the {precision} matmul peak; "
+               f"train reaches {train_flop / rows['train']['seconds'] / ceiling:.0%} of it")
     return out
 
 

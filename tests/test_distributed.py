@@ -31,23 +31,26 @@ def launch(out: Path, processes: int, batch_size: int, grad_accum: int = 1, *ext
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-def test_two_processes_train_the_same_weights_as_one_bit_for_bit(tmp_path):
+def test_two_processes_train_the_same_weights_as_one_bit_for_bit(tiny, tmp_path):
     """--batch-size is the global batch: 2 processes x 1 micro-batch = 1 process x 2 micro-batches, exactly.
 
     Batches of 3 out of 8 pairs: steps of 3, 3 and 2 pairs, cut into unequal
     micro-batches (2 + 1), so the per-pair weighting of the loss is exercised.
     LoRA adapters with dropout: dropout draws are seeded per micro-batch, so
     they do not depend on which process runs it. (Full-model DDP is checked end
-    to end by the comparison test below.)
+    to end by the comparison test below.) FSDP2, through
+    examples/accelerate/fsdp.yaml forced on the CPU (tests/scripts/ddp_train.py
+    says how), trains LoRA and the whole model as one process does. Each launch
+    trains every mode it is given, to pay for one process start-up.
     """
     launch(tmp_path / "ddp", 2, 3, 1, "lora")
-    launch(tmp_path / "accum", 1, 3, 2, "lora")  # the same micro-batches in one process
-    launch(tmp_path / "fsdp", 2, 3, 1, "lora", fsdp=True)
-    r0, r1, accum = (load_file(str(tmp_path / d / f"rank{r}.safetensors"))
+    launch(tmp_path / "accum", 1, 3, 2, "lora", "full")  # the same micro-batches in one process
+    launch(tmp_path / "fsdp", 2, 3, 1, "lora", "full", fsdp=True)
+    r0, r1, accum = (load_file(str(tmp_path / d / "lora" / f"rank{r}.safetensors"))
                      for d, r in (("ddp", 0), ("ddp", 1), ("accum", 0)))
     meta = {}
     for name in ("ddp", "accum", "fsdp"):
-        with safe_open(str(tmp_path / name / "rank0.safetensors"), "pt") as f:
+        with safe_open(str(tmp_path / name / "lora" / "rank0.safetensors"), "pt") as f:
             meta[name] = f.metadata()
     assert meta["ddp"]["world"] == "2" and meta["ddp"]["steps"] == meta["accum"]["steps"] == "6"
     assert meta["ddp"]["loss"] == meta["accum"]["loss"]  # the reported loss too, to the last digit
@@ -56,7 +59,13 @@ def test_two_processes_train_the_same_weights_as_one_bit_for_bit(tmp_path):
     for k in r0:
         assert torch.equal(r0[k], r1[k]), k  # DDP keeps replicas identical
         assert torch.equal(r0[k], accum[k]), k  # and equals one process on the same micro-batches, bit for bit
-    check_fsdp(tmp_path / "fsdp", meta["fsdp"], accum)
+    check_fsdp(tmp_path / "fsdp" / "lora", meta["fsdp"], accum)
+
+    full = load_file(str(tmp_path / "accum" / "full" / "rank0.safetensors"))
+    initial = tiny[0].state_dict()
+    assert any(not torch.equal(full[k], initial[k]) for k in full)  # it trained
+    with safe_open(str(tmp_path / "fsdp" / "full" / "rank0.safetensors"), "pt") as f:
+        check_fsdp(tmp_path / "fsdp" / "full", f.metadata(), full)
 
 
 def check_fsdp(out: Path, meta: dict, reference: dict) -> None:
@@ -66,18 +75,6 @@ def check_fsdp(out: Path, meta: dict, reference: dict) -> None:
     for k in reference:
         assert torch.equal(f0[k], f1[k]), k  # every process got the same whole weights back
         assert torch.allclose(f0[k], reference[k], atol=1e-4, rtol=0), (k, (f0[k] - reference[k]).abs().max())
-
-
-def test_fsdp_trains_the_whole_model_as_one_process_does(tiny, tmp_path):
-    """FSDP2 through examples/accelerate/fsdp.yaml, forced on the CPU (tests/scripts/ddp_train.py says how)."""
-    launch(tmp_path / "fsdp", 2, 3, 1, fsdp=True)
-    launch(tmp_path / "accum", 1, 3, 2)
-    with safe_open(str(tmp_path / "fsdp" / "rank0.safetensors"), "pt") as f:
-        meta = f.metadata()
-    reference = load_file(str(tmp_path / "accum" / "rank0.safetensors"))
-    initial = tiny[0].state_dict()
-    assert any(not torch.equal(reference[k], initial[k]) for k in reference)  # it trained
-    check_fsdp(tmp_path / "fsdp", meta, reference)
 
 
 def test_two_process_compare_pays_each_label_once_and_writes_what_one_process_writes(tmp_path):

@@ -94,6 +94,43 @@ def test_bf16_identical_weights_give_identical_logps(tiny):
 
 
 @needs_bf16
+def test_a_frozen_model_stored_in_bf16_scores_and_samples_as_before(tiny):
+    """The reference's linear weights in bf16 are the operands autocast cast them to: same bits, half the bytes."""
+    from acqkit.round.sample import GenConfig, generate
+
+    pad = tiny[1].pad_token_id
+    policy, reference = fresh(tiny, "bf16", 0.1), fresh(tiny, "bf16", 0.1)
+    for p in reference.parameters():
+        p.requires_grad_(False)
+    before = sum(p.numel() * p.element_size() for p in reference.parameters())
+    cast = models.store_frozen_in_bf16(reference)
+    after = sum(p.numel() * p.element_size() for p in reference.parameters())
+    linear = sum(m.weight.numel() for n, m in reference.named_modules()
+                 if isinstance(m, torch.nn.Linear) and n != "lm_head")
+    assert cast == linear > 0 and after == before - 2 * cast
+    assert reference.get_input_embeddings().weight.dtype == torch.float32  # the residual stream starts in fp32
+    assert reference.get_output_embeddings().weight.dtype == torch.float32  # the head runs in fp32
+    batch = examples(12, seed=3)
+    prompts, responses = [e.prompt for e in batch], [e.a for e in batch]
+    lp, _ = score(policy, prompts, responses, pad, batch_size=5)
+    lr, _ = score(reference, prompts, responses, pad, batch_size=5)
+    assert (lp == lr).all()  # an equal policy and reference: every margin exactly 0, as with float32 storage
+    gen = GenConfig(max_new_tokens=6, temperature=1.0, top_k=20, batch_size=4)
+    assert generate(policy, tiny[1], prompts[:4], 2, gen, seed=5) == generate(reference, tiny[1], prompts[:4], 2,
+                                                                              gen, seed=5)
+
+
+def test_store_frozen_in_bf16_leaves_float32_and_trainable_weights_alone(tiny):
+    model = fresh(tiny, "fp32")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    assert models.store_frozen_in_bf16(model) == 0  # fp32: nothing to gain, nothing cast
+    trainable = fresh(tiny, "bf16")  # requires grad: autocast caches its casts, and AdamW needs fp32 masters
+    assert models.store_frozen_in_bf16(trainable) == 0
+    assert {p.dtype for p in trainable.parameters()} == {torch.float32}
+
+
+@needs_bf16
 def test_bf16_keeps_the_lm_head_in_float32(tiny):
     """Logits rounded to bf16 (8 bits) would move each token's log-prob by up to 0.06 nats on a real model."""
     ids, mask, pos, resp = left_pad([[5, 6, 7], [8, 9]], [[10, 11, 12], [13, 14]], tiny[1].pad_token_id)
@@ -238,3 +275,24 @@ def test_bf16_runs_are_byte_identical_in_fresh_processes(tmp_path):
     for name in ("results.csv", "labels.jsonl", "examples.jsonl", "checkpoint/model.safetensors"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     assert 'precision = "bf16"' in (tmp_path / "a" / "config.toml").read_text()
+
+
+@needs_bf16
+def test_a_frozen_copy_of_a_lora_policy_in_bf16_scores_as_the_policy(tiny):
+    """SPA's previous-round reference of a LoRA policy: base and adapters in bf16, the same log-probs."""
+    from acqkit.models.lora import add_lora
+
+    policy = add_lora(fresh(tiny, "bf16"), 4)
+    with torch.no_grad():
+        for name, p in policy.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.05 * torch.randn_like(p))  # adapters that change the output
+    frozen = copy.deepcopy(policy).eval()
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    assert models.store_frozen_in_bf16(frozen) > 0
+    batch = examples(6, seed=4)
+    prompts, responses = [e.prompt for e in batch], [e.b for e in batch]
+    pad = tiny[1].pad_token_id
+    assert (score(policy, prompts, responses, pad, batch_size=4)[0]
+            == score(frozen, prompts, responses, pad, batch_size=4)[0]).all()

@@ -100,3 +100,23 @@ def test_an_fsdp_config_on_a_cpu_trains_unsharded_and_says_so(tiny, monkeypatch,
             train(model, list(TWO_PAIRS), TrainConfig(batch_size=2), tok.pad_token_id)
     said = [r.getMessage() for r in caplog.records if "FSDP" in r.getMessage()]
     assert len(said) == 1 and "runs FSDP only on GPUs" in said[0] and "cpu" in said[0]
+
+
+def test_the_multi_tensor_adamw_trains_to_the_same_bits_as_the_per_tensor_loop(tiny, monkeypatch):
+    """acqkit asks for foreach=True (faster on a CPU) only because it changes no result: checked, not assumed."""
+    import acqkit.round.train as train_mod
+
+    cfg = TrainConfig(lr=1e-2, batch_size=2, epochs=2, warmup=0.0)
+    fast, tok = fresh(tiny)
+    train(fast, list(TWO_PAIRS), cfg, tok.pad_token_id)
+
+    class PerTensor(torch.optim.AdamW):
+        def __init__(self, params, **kw):
+            super().__init__(params, **{**kw, "foreach": False})
+
+    monkeypatch.setattr(train_mod.torch.optim, "AdamW", PerTensor)
+    slow, _ = fresh(tiny)
+    train(slow, list(TWO_PAIRS), cfg, tok.pad_token_id)
+    changed = [k for k, v in fast.state_dict().items() if not torch.equal(v, slow.state_dict()[k])]
+    assert not changed
+    assert not torch.equal(fast.state_dict()["model.norm.weight"], tiny[0].state_dict()["model.norm.weight"])

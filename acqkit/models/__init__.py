@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from acqkit.errors import ConfigError, MissingFileError
 from acqkit.models.precision import (PRECISIONS, autocast, dtype_for, native_bf16, precision_of,  # noqa: F401
-                                     resolve_precision, set_precision)
+                                     resolve_precision, set_precision, store_frozen_in_bf16)
 
 EMBEDDED = ("tiny", "smollm2")
 
@@ -87,7 +87,8 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32, trust_remote_code:
     """The model with float32 weights (``dtype``) whose forwards run at ``precision`` (resolved: fp32 | bf16).
 
     bf16 is applied by autocast, not by bf16 weights (``acqkit.models.precision``
-    says why), so the weights load in float32 whatever the precision.
+    says why), so the weights load in float32 whatever the precision; a frozen
+    model's linear weights are then stored in bf16 by ``store_frozen_in_bf16``.
     """
     model = AutoModelForCausalLM.from_pretrained(
         resolve(spec), dtype=dtype, trust_remote_code=trust_remote_code

@@ -7,6 +7,9 @@ stream and the norms stay float32, and the policy and the frozen reference go
 through the *same* numerics, so identical weights still give identical
 log-probs (a margin of exactly 0 at round 0). The LM head, log-softmax and
 every sum of log-probs, margin and loss stay float32 (``acqkit.round.score``).
+Frozen models (the reference, SPA's previous policy) store their linear
+weights in bf16 (:func:`store_frozen_in_bf16`): the operands autocast would
+cast them to anyway, so the numbers are the same and the memory is halved.
 
 A model carries its precision as an attribute (:func:`set_precision`), so every
 stage that runs it (and a plugin that gets it, e.g. a reward-model oracle)
@@ -104,3 +107,37 @@ def autocast(model):
         return contextlib.nullcontext()
     device = next(model.parameters()).device
     return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def store_frozen_in_bf16(model) -> int:
+    """Store a bf16 model's frozen linear weights in bf16: the same numbers, half the memory, no per-call cast.
+
+    Under bf16 autocast a linear layer's float32 weight is cast to bf16 at every
+    call unless it requires grad (autocast caches only those casts), so a frozen
+    reference paid a cast of all its weights per forward and held them in
+    float32. A weight stored in bf16 is the very operand that cast produced:
+    log-probs stay bit-identical to the float32-weight path (tested), so a
+    margin between an equal policy and reference is still exactly 0.
+
+    Only ``nn.Linear`` layers whose weights are all frozen are cast. The input
+    embedding and the LM head stay float32 (the head is often tied to the
+    embedding, and the scorer runs it in float32). A model at ``fp32`` is left
+    alone. Such a model must run under :func:`autocast`, as every acqkit stage
+    does. Returns the number of parameters now in bf16.
+    """
+    if precision_of(model) != "bf16":
+        return 0
+    ends = (getattr(model, "get_input_embeddings", lambda: None)(), getattr(model, "get_output_embeddings", lambda: None)())
+    keep = {id(p) for m in ends if m is not None for p in m.parameters()}
+    cast = 0
+    for module in model.modules():
+        if not isinstance(module, torch.nn.Linear):
+            continue
+        params = list(module.parameters(recurse=False))
+        if any(p.requires_grad or id(p) in keep for p in params):
+            continue
+        for p in params:
+            if p.dtype == torch.float32:
+                p.data = p.data.to(torch.bfloat16)
+                cast += p.numel()
+    return cast

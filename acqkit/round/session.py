@@ -21,6 +21,7 @@ from transformers.utils import logging as hf_logging
 from acqkit import distributed, models
 from acqkit.round.evaluate import EvalSet, make_eval_set
 from acqkit.errors import ConfigError, PromptError
+from acqkit.memory import keep_freed_memory
 from acqkit.plugins import Registry
 from acqkit.round.task import check_lengths, check_prompt, context_length
 from acqkit.round.refcache import RefScorer
@@ -63,6 +64,7 @@ class Session:
         task = registry.build("task", cfg.task)  # a task that raises is named
         who = registry.describe("task", cfg.task)
         train, held_out = task_prompts(task, who, cfg.eval_prompts)  # checked before any model loads
+        keep_freed_memory()  # before the models: freed buffers are reused, not page-faulted afresh (no numbers change)
         device = distributed.device()  # cuda:<local rank> under a GPU launcher; the CPU otherwise
         precision = models.resolve_precision(cfg.precision, device)  # bf16 without hardware support fails here
         if precision != cfg.precision and distributed.is_main():
@@ -71,6 +73,7 @@ class Session:
         reference = models.load_model(cfg.model, trust_remote_code=cfg.trust_remote_code, precision=precision)
         for p in reference.parameters():
             p.requires_grad_(False)
+        models.store_frozen_in_bf16(reference)  # bf16 only: same log-probs, half the memory
         policy = models.load_model(cfg.model, trust_remote_code=cfg.trust_remote_code, precision=precision)
         if cfg.lora_rank:
             from acqkit.models.lora import add_lora
@@ -115,6 +118,7 @@ class Session:
         model = copy.deepcopy(self.policy).eval()
         for p in model.parameters():
             p.requires_grad_(False)
+        models.store_frozen_in_bf16(model)
         return model
 
     @contextlib.contextmanager

@@ -1,7 +1,11 @@
 """Worker for tests/test_distributed.py: train the tiny model under accelerate, save the weights.
 
-Usage: accelerate launch --multi_gpu --num_processes 2 ddp_train.py OUT_DIR BATCH_SIZE GRAD_ACCUM [lora] (CPU: DDP over gloo)
+Usage: accelerate launch --multi_gpu --num_processes 2 ddp_train.py OUT_DIR BATCH_SIZE GRAD_ACCUM MODE... (CPU: DDP over gloo)
        accelerate launch --config_file examples/accelerate/fsdp.yaml ddp_train.py ... (FSDP2, forced on the CPU)
+
+MODE is ``lora`` (adapters with dropout) or ``full`` (the whole model); several
+modes train one after the other in the same launch (one process start-up for
+all), each from the same seed, into OUT_DIR/MODE/rank<r>.safetensors.
 """
 import os
 import sys
@@ -68,4 +72,6 @@ def main(out: Path, batch_size: int, grad_accum: int, lora: bool) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:] == ["lora"])
+    for mode in sys.argv[4:]:
+        assert mode in ("lora", "full"), mode
+        main(Path(sys.argv[1]) / mode, int(sys.argv[2]), int(sys.argv[3]), mode == "lora")
