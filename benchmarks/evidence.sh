@@ -42,5 +42,5 @@ for name in "${names[@]}"; do
     else
         "$ACQKIT" compare --config "docs/results/$name.toml" --out "$dir" --quiet --show-rounds all
     fi
-    echo "$name: $(( $(date +%s) - start )) s wall, $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/wall.txt"
+    echo "$name: $(( $(date +%s) - start )) s wall, $(nproc --all) cores, OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset}, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/wall.txt"
 done

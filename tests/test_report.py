@@ -209,8 +209,14 @@ SCHEDULES = ["--strategies", "always-smallest [schedule=decrease],always-smalles
                             "always-smallest [schedule=increase]", "--baseline", "always-smallest [schedule=constant]"]
 
 
+PRECISION = ["--strategies", "random [precision=fp32],random [precision=bf16],smallest-margin [precision=fp32],"
+             "smallest-margin [precision=bf16]", "--baseline", "random [precision=fp32]"]
+
+
 @pytest.mark.parametrize("names, args", [
     (["one-round"], []),
+    (["one-round-bf16"], []),
+    (["one-round", "one-round-bf16"], PRECISION),
     (["three-rounds"], ["--rounds", "all", "--baseline", "always-random"]),
     (["three-rounds", "decrease", "increase"], SCHEDULES),
     (["three-rounds", "decrease", "increase"], ["--rounds", "all", *SCHEDULES]),

@@ -127,7 +127,7 @@ def store_frozen_in_bf16(model) -> int:
     """
     if precision_of(model) != "bf16":
         return 0
-    ends = (getattr(model, "get_input_embeddings", lambda: None)(), getattr(model, "get_output_embeddings", lambda: None)())
+    ends = [getattr(model, f"get_{end}_embeddings", lambda: None)() for end in ("input", "output")]
     keep = {id(p) for m in ends if m is not None for p in m.parameters()}
     cast = 0
     for module in model.modules():
