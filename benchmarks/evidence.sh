@@ -25,6 +25,12 @@ if [ "${1:-}" = "--save" ]; then
         rm -rf "$PARTIAL/$name" && mkdir -p "$PARTIAL"
         cp -r "$OUT/$name" "$PARTIAL/$name"
         rm -f "$PARTIAL/$name/.acqkit.lock"
+        # --resume keeps a cell only if its runs/STRATEGY/seed-N/results.csv is there: all of it must be committable
+        ignored=$(cd "$PARTIAL/$name" && find . -type f -print0 | { git check-ignore -z --stdin || true; } | tr '\0' ' ')
+        if [ -n "$ignored" ]; then
+            echo "error: git ignores part of $PARTIAL/$name ($ignored); fix .gitignore or the saved cells are lost" >&2
+            exit 1
+        fi
         echo "saved $OUT/$name -> $PARTIAL/$name ($(du -sh "$PARTIAL/$name" | cut -f1))"
     done
     exit 0

@@ -14,7 +14,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
 
 from acqkit.cli import cli
-from acqkit.report.stats import holm, mde, p_value, power, sd, seeds_needed, verdict_words
+from acqkit.report.stats import holm, mde, p_value, power, sd, seeds_needed, verdict_words, versus_chance
 from acqkit.report.summary import caption, markdown_table, summarize
 
 SM = TTestPower()  # one-sample / paired t-test power
@@ -122,3 +122,43 @@ def test_report_writes_summary_csv(tmp_path):
     summary = pd.read_csv(tmp_path / "summary.csv")
     assert {"win_rate_diff_mde", "win_rate_diff_seeds", "win_rate_diff_p_holm", "verdict"} <= set(summary.columns)
     assert summary.set_index("strategy").loc["a", "verdict"] == "better"
+
+
+@pytest.mark.parametrize("agreements", [
+    [0.58, 0.67, 0.50, 0.75, 0.42, 0.58, 0.67, 0.58],  # mean 0.59, p ~ 0.02: above
+    [0.58, 0.42, 0.50, 0.67, 0.33, 0.58, 0.50, 0.42],  # mean 0.50: not distinguishable
+    [0.25, 0.33, 0.42, 0.17, 0.33, 0.42, 0.25, 0.33],  # systematically inverted: below
+    [0.55, 0.60, 0.45],                                  # 3 seeds of noise: not distinguishable
+])
+def test_label_agreement_against_chance_is_scipys_one_sample_t_test(agreements):
+    p = sps.ttest_1samp(agreements, 0.5).pvalue
+    expected = "not distinguishable" if p >= 0.05 else "above" if np.mean(agreements) > 0.5 else "below"
+    assert versus_chance(agreements) == expected
+
+
+def test_label_agreement_against_chance_edge_cases():
+    assert versus_chance([1.0, 1.0, 1.0]) == "above"  # every seed perfect: no spread, no doubt
+    assert versus_chance([0.5, 0.5]) == "not distinguishable"
+    assert versus_chance([0.9]) == "one seed, no test"
+    assert versus_chance([math.nan, math.nan]) == ""  # round 0 has no labels
+
+
+def test_table_marks_labels_that_do_not_beat_chance(tmp_path):
+    """Coin-flip and inverted labels are marked in the agreement column and explained under the table."""
+    frame = hand_results({k: WINS[k] for k in ("random", "a", "b")})
+    frame.loc[frame["strategy"] == "a", "label_agreement"] = [0.58, 0.42, 0.50, 0.67, 0.33]
+    frame.loc[frame["strategy"] == "b", "label_agreement"] = [0.25, 0.33, 0.42, 0.17, 0.33]
+    summary = summarize(frame)
+    assert summary.set_index("strategy")["label_agreement_vs_chance"].to_dict() == {
+        "random": "above", "a": "not distinguishable", "b": "below"}
+    md = markdown_table(summary, "hand", "random")
+    rows = {line.split(" | ")[0].strip("| "): line for line in md.splitlines() if line.startswith("| ")}
+    assert "| 1.00 |" in rows["random"] and "†" not in rows["random"] and "‡" not in rows["random"]
+    assert "0.50 ± 0.16 †" in rows["a"] and "0.30 ± 0.12 ‡" in rows["b"]
+    assert "† label agreement not above chance" in md and "‡ label agreement below chance" in md
+    clean = markdown_table(summarize(hand_results(WINS)), "hand", "random")
+    assert "†" not in clean and "‡" not in clean  # gold-quality labels: no mark, no note
+    frame.to_csv(tmp_path / "results.csv", index=False)
+    assert CliRunner().invoke(cli, ["report", str(tmp_path)]).exit_code == 0
+    written = pd.read_csv(tmp_path / "summary.csv").set_index("strategy")
+    assert written.loc["b", "label_agreement_vs_chance"] == "below"

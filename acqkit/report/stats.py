@@ -134,6 +134,29 @@ def verdict(mean: float, ci: float, n: int) -> str:
     return "not significant" if mean - ci <= 0 <= mean + ci else "significant"
 
 
+CHANCE = 0.5  # a coin flip's agreement with gold
+
+
+def versus_chance(values, chance: float = CHANCE, alpha: float = ALPHA) -> str:
+    """Is a labeler's agreement with gold above a coin flip's? ``above``, ``below``, ``not distinguishable``.
+
+    A label is money; a labeler whose agreement is indistinguishable from 0.5 sold coin flips. One-sample
+    two-sided t-test over seeds against ``chance`` (the 95% interval excludes 0.5 exactly when p < 0.05);
+    with zero spread every seed agrees, so the side of 0.5 decides. ``""`` with no value (round 0).
+    """
+    x = _known(values)
+    if len(x) == 0:
+        return ""
+    if len(x) < 2:
+        return "one seed, no test"
+    mean, spread = float(x.mean()), sd(x)
+    if not spread > 0:
+        return "above" if mean > chance else "below" if mean < chance else "not distinguishable"
+    if p_value(mean - chance, spread, len(x)) >= alpha:
+        return "not distinguishable"
+    return "above" if mean > chance else "below"
+
+
 def verdict_words(mean: float, sd: float, n: int, p_adjusted: float, mde_: float, fmt: str = "{:.3f}",
                   alpha: float = ALPHA) -> str:
     """``better``, ``worse`` or ``no difference larger than X`` (X = the MDE); plain words when no test exists."""

@@ -13,7 +13,8 @@ from rich.table import Table
 
 from acqkit.config import read_toml
 from acqkit.errors import ConfigError, MissingFileError, RunDirError
-from acqkit.report.stats import (differences, holm, mde, mean_ci, p_value, sd, seeds_needed, verdict_words)
+from acqkit.report.stats import (differences, holm, mde, mean_ci, p_value, sd, seeds_needed, verdict_words,
+                                  versus_chance)
 from acqkit.store.rundir import write_csv
 
 METRICS = [("win_rate", "gold win rate", "{:.3f}"), ("gold_reward", "gold reward", "{:.3f}"),
@@ -117,7 +118,8 @@ def summarize(results: pd.DataFrame, rounds: str | int = "final", baseline: str 
     ``m`` the frame holds ``m``, ``m_ci``, and ``m_diff``, ``m_diff_ci``, ``m_diff_n`` (pairs by seed),
     ``m_diff_sd``, ``m_diff_p`` (paired t), ``m_diff_p_holm`` (Holm over the strategies compared with the
     baseline in the same round), ``m_diff_mde`` (80% power, alpha 0.05) and ``m_diff_seeds`` (seeds for
-    80% power at the observed difference); ``verdict`` says it in words for the win rate.
+    80% power at the observed difference); ``verdict`` says it in words for the win rate, and
+    ``label_agreement_vs_chance`` whether the labels beat a coin flip (:func:`versus_chance`).
     """
     dupes = results.duplicated(KEYS)
     if dupes.any():
@@ -143,6 +145,7 @@ def summarize(results: pd.DataFrame, rounds: str | int = "final", baseline: str 
                 row[col], row[col + "_ci"] = mean_ci(group[col].tolist())
                 d = differences(group.loc[seeds, col].tolist(), ref.loc[seeds, col].tolist()) if ref is not None else []
                 row.update(_paired(col, d))
+            row["label_agreement_vs_chance"] = versus_chance(group["label_agreement"].tolist())
             rows.append(row)
     return _corrected(pd.DataFrame(rows), baseline)
 
@@ -213,6 +216,19 @@ def diff_cell(mean: float, ci: float, n: int, fmt: str = "{:+.3f}") -> str:
     return f"{fmt.format(mean)} ± {fmt.format(ci).lstrip('+')}"
 
 
+# Marks a label-agreement cell whose labels do not beat a coin flip; the caption explains the mark.
+CHANCE_MARKS = {"not distinguishable": "†", "below": "‡"}
+CHANCE_NOTES = {"†": "† label agreement not above chance: its 95% CI reaches 0.5, so these labels may be coin flips",
+                "‡": "‡ label agreement below chance: its 95% CI lies under 0.5, so these labels point the wrong way"}
+
+
+def agreement_cell(mean: float, ci: float, fmt: str, vs_chance) -> str:
+    """The label-agreement cell, marked when the labels do not beat a coin flip."""
+    mark = CHANCE_MARKS.get(vs_chance) if isinstance(vs_chance, str) else None
+    text = _cell(mean, ci, fmt)
+    return f"{text} {mark}" if mark else text
+
+
 def seeds_cell(seeds: float) -> str:
     return "-" if math.isnan(seeds) else "∞" if math.isinf(seeds) else f"{seeds:.0f}"
 
@@ -226,7 +242,8 @@ def table_cells(summary: pd.DataFrame, baseline: str | None = "random") -> tuple
     rows = []
     for _, row in summary.iterrows():
         cells = [str(row["strategy"])] + ([str(row["round"])] if by_round else []) + [str(row["seeds"])]
-        cells += [_cell(row[c], row[c + "_ci"], fmt) for c, _, fmt in shown]
+        cells += [agreement_cell(row[c], row[c + "_ci"], fmt, row.get("label_agreement_vs_chance"))
+                  if c == "label_agreement" else _cell(row[c], row[c + "_ci"], fmt) for c, _, fmt in shown]
         if row["strategy"] == baseline:
             cells += ["baseline", "-", "-"]
         else:
@@ -245,6 +262,9 @@ def caption(baseline: str | None, summary: pd.DataFrame | None = None) -> str:
     if max(sizes, default=0) > 1:
         count = "/".join(str(s) for s in sorted(sizes))
         lines.append(f"Holm correction over the {count} comparisons with {baseline} per round (family-wise α = 0.05)")
+    if summary is not None and "label_agreement_vs_chance" in summary.columns:
+        marks = {CHANCE_MARKS.get(v) for v in summary["label_agreement_vs_chance"] if isinstance(v, str)}
+        lines += [note for mark, note in CHANCE_NOTES.items() if mark in marks]
     return "\n".join(lines)
 
 
