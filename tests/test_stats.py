@@ -14,7 +14,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
 
 from acqkit.cli import cli
-from acqkit.report.stats import holm, mde, p_value, power, sd, seeds_needed, verdict_words, versus_chance
+from acqkit.report.stats import holm, mde, mean_ci, p_value, power, sd, seeds_needed, verdict_words, versus_chance
 from acqkit.report.summary import caption, markdown_table, summarize
 
 SM = TTestPower()  # one-sample / paired t-test power
@@ -162,3 +162,11 @@ def test_table_marks_labels_that_do_not_beat_chance(tmp_path):
     assert CliRunner().invoke(cli, ["report", str(tmp_path)]).exit_code == 0
     written = pd.read_csv(tmp_path / "summary.csv").set_index("strategy")
     assert written.loc["b", "label_agreement_vs_chance"] == "below"
+
+
+def test_identical_seeds_have_exactly_no_spread():
+    """Six equal round-0 win rates: numpy's mean misses by an ulp, which must not print as "± 0.000"."""
+    x = [0.44701840727831820832] * 6
+    assert np.std(x, ddof=1) > 0  # the float noise this guards against
+    assert mean_ci(x) == (x[0], 0.0) and sd(x) == 0.0
+    assert verdict_words(0.0, sd([0.0] * 6), 6, math.nan, math.nan) == "identical on every seed"

@@ -40,6 +40,8 @@ def mean_ci(values) -> tuple[float, float]:
         return float("nan"), float("nan")
     if len(x) == 1:
         return float(x[0]), float("nan")
+    if (x == x[0]).all():  # identical seeds: exactly no spread (numpy's mean of six equal floats can miss by an ulp)
+        return float(x[0]), 0.0
     return float(x.mean()), float(t_crit(len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
 
 
@@ -62,7 +64,9 @@ def paired_diff(values, baseline) -> tuple[float, float, int]:
 def sd(values) -> float:
     """Sample standard deviation (NaN with fewer than 2 values)."""
     x = _known(values)
-    return float(x.std(ddof=1)) if len(x) >= 2 else float("nan")
+    if len(x) < 2:
+        return float("nan")
+    return 0.0 if (x == x[0]).all() else float(x.std(ddof=1))
 
 
 def power(effect: float, sd: float, n: int, alpha: float = ALPHA) -> float:
