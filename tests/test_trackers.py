@@ -74,26 +74,29 @@ def wandb_records(path: Path):
             yield rec
 
 
+def wandb_run(path: Path) -> dict:
+    """One offline run file: its name, group, config and history rows by step."""
+    run = {"history": {}}
+    for rec in wandb_records(path):
+        kind = rec.WhichOneof("record_type")
+        if kind == "run":
+            run.update(name=rec.run.display_name, group=rec.run.run_group, project=rec.run.project,
+                       config={u.key: json.loads(u.value_json) for u in rec.run.config.update})
+        elif kind == "history":
+            row = run["history"].setdefault(rec.history.step.num, {})
+            for u in rec.history.item:  # an image is nested: ("plots/rounds", "_type") -> "image-file"
+                *parents, last = [u.key] if u.key else list(u.nested_key)
+                place = row
+                for key in parents:
+                    place = place.setdefault(key, {})
+                place[last] = json.loads(u.value_json)
+    return run
+
+
 def wandb_runs(wandb_dir: Path) -> dict:
-    """Each offline run: its name, group, config and history rows by step."""
-    runs = {}
-    for path in sorted(wandb_dir.glob("wandb/offline-run-*/run-*.wandb")):
-        run = {"history": {}}
-        for rec in wandb_records(path):
-            kind = rec.WhichOneof("record_type")
-            if kind == "run":
-                run.update(name=rec.run.display_name, group=rec.run.run_group, project=rec.run.project,
-                           config={u.key: json.loads(u.value_json) for u in rec.run.config.update})
-            elif kind == "history":
-                row = run["history"].setdefault(rec.history.step.num, {})
-                for u in rec.history.item:  # an image is nested: ("plots/rounds", "_type") -> "image-file"
-                    *parents, last = [u.key] if u.key else list(u.nested_key)
-                    place = row
-                    for key in parents:
-                        place = place.setdefault(key, {})
-                    place[last] = json.loads(u.value_json)
-        runs[run["name"]] = run
-    return runs
+    """Each offline run under ``wandb_dir``, by name."""
+    runs = [wandb_run(path) for path in sorted(wandb_dir.glob("wandb/offline-run-*/run-*.wandb"))]
+    return {run["name"]: run for run in runs}
 
 
 def test_wandb_has_one_run_per_strategy_and_seed_with_config_and_every_round(tracked):
@@ -290,3 +293,45 @@ def test_the_gpu_recipe_parses_as_written(tmp_path):
         for spec in split_specs(ccfg.base.track):
             reg.build("tracker", spec, out=tmp_path)  # options the tracker takes
     assert grids[1] == grids[2]  # the config file is the same comparison as the command
+
+
+class StopAfterRound:
+    """Stops the comparison right after a round's checkpoint and tracker log (a crash between rounds)."""
+
+    def __init__(self, at: int):
+        self.at = at
+
+    @hookimpl(trylast=True)  # after the trackers have logged the round
+    def acqkit_round_end(self, run, round, metrics):
+        if round == self.at:
+            raise RuntimeError(f"stopped after round {round}")
+
+
+def test_wandb_resume_continues_the_same_run_and_logs_every_round_once(tmp_path, monkeypatch):
+    """A comparison stopped after round 1 and resumed: one W&B run id, its group kept, rounds 0-2 each logged once."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    ccfg = replace(smoke("wandb(project=acqkit-test)"), strategies=("random",))
+    ccfg = replace(ccfg, base=replace(ccfg.base, checkpoint=True))
+    out = tmp_path / "out"
+    with pytest.raises(Exception, match="stopped after round 1"):
+        compare(ccfg, out, registry=collect(make_manager(extra_plugins=[StopAfterRound(1)])))
+    group = json.loads((out / STATE_FILE).read_text())["group"]
+    first = sorted((tmp_path / "wb").glob("wandb/offline-run-*"))
+    results = compare(ccfg, out, resume=True)
+    assert json.loads((out / STATE_FILE).read_text())["group"] == group  # the resumed runs join the same group
+    files = sorted((tmp_path / "wb").glob("wandb/offline-run-*/run-*.wandb"))
+    parts = [(path, wandb_run(path)) for path in files]
+    mine = [(path, run) for path, run in parts if run["name"] == "random-seed-0"]
+    assert len(first) == 1 and len(mine) == 2  # the stopped run and its continuation (+ the comparison's plots)
+    assert len({path.name for path, _ in mine}) == 1  # same run id (run-ID.wandb): `wandb sync` appends to one run
+    steps: dict[int, dict] = {}
+    for _, run in mine:
+        assert run["group"] == group
+        for step, row in run["history"].items():
+            assert step not in steps, f"round {step} logged twice"
+            steps[step] = row
+    assert sorted(steps) == [0, 1, 2]
+    for rnd, logged in steps.items():
+        assert logged["win_rate"] == pytest.approx(float(results.loc[results["round"] == rnd, "win_rate"].iloc[0]))
