@@ -5,6 +5,7 @@
 #     bash benchmarks/evidence.sh                  # all seven, an estimated eight hours on 2 CPU cores
 #     bash benchmarks/evidence.sh one-round        # just one
 #     bash benchmarks/evidence.sh --save [NAME...] # carry unfinished comparisons to another checkout
+#     bash benchmarks/evidence.sh --status         # finished cells of each comparison, here or saved
 #
 # The TOMLs turn policy checkpoints off, so a comparison's directory is small files only.
 # --save copies runs/evidence/NAME to docs/results/partial/NAME (commit it); a checkout that
@@ -16,6 +17,35 @@ OUT=${OUT:-runs/evidence}
 PARTIAL=docs/results/partial
 ALL=(one-round three-rounds decrease increase selfee-seeds-48 selfee-seeds-192 one-round-bf16)
 mkdir -p "$OUT"
+if [ "${1:-}" = "--status" ]; then
+    for name in "${ALL[@]}"; do
+        for dir in "$OUT/$name" "$PARTIAL/$name" "docs/results/$name"; do
+            [ -f "$dir/config.toml" ] && break
+        done
+        if [ ! -f "$dir/config.toml" ]; then echo "$name: not started"; continue; fi
+        "${ACQKIT%/acqkit}/python" - "$dir" "$name" <<'PY'
+import sys
+from pathlib import Path
+import pandas as pd
+from acqkit.compare import slug
+from acqkit.config import load_compare
+out, name = Path(sys.argv[1]), sys.argv[2]
+runs = list(load_compare(out / "config.toml").runs())
+def finished(cfg, rows):  # read only: a running comparison may be writing this directory
+    return ((rows["strategy"] == cfg.strategy) & (rows["seed"] == cfg.seed) & (rows["round"] == cfg.rounds)).any()
+def cell(cfg):
+    path = out / "runs" / slug(cfg.strategy) / f"seed-{cfg.seed}" / "results.csv"
+    return pd.read_csv(path) if path.is_file() else None
+if (out / "runs").is_dir():
+    done = [cfg for cfg in runs if (rows := cell(cfg)) is not None and finished(cfg, rows)]
+else:  # a committed, finished comparison keeps only its results.csv
+    rows = pd.read_csv(out / "results.csv")
+    done = [cfg for cfg in runs if finished(cfg, rows)]
+print(f"{name}: {len(done)} of {len(runs)} cells finished ({out})")
+PY
+    done
+    exit 0
+fi
 if [ "${1:-}" = "--save" ]; then
     shift
     names=("$@")
