@@ -213,16 +213,17 @@ PRECISION = ["--strategies", "random [precision=fp32],random [precision=bf16],sm
              "smallest-margin [precision=bf16]", "--baseline", "random [precision=fp32]"]
 
 
-@pytest.mark.parametrize("names, args", [
-    (["one-round"], []),
-    (["one-round-bf16"], []),
-    (["one-round", "one-round-bf16"], PRECISION),
-    (["three-rounds"], ["--rounds", "all", "--baseline", "always-random"]),
-    (["three-rounds", "decrease", "increase"], SCHEDULES),
-    (["three-rounds", "decrease", "increase"], ["--rounds", "all", *SCHEDULES]),
+@pytest.mark.parametrize("names, args, page", [
+    (["one-round"], [], "results.md"),
+    (["one-round-bf16"], [], "results.md"),
+    (["one-round", "one-round-bf16"], PRECISION, "results.md"),
+    (["three-rounds"], ["--rounds", "all", "--baseline", "always-random"], "results.md"),
+    (["three-rounds", "decrease", "increase"], SCHEDULES, "results.md"),
+    (["three-rounds", "decrease", "increase"], ["--rounds", "all", *SCHEDULES], "results.md"),
+    (["judge-smollm2"], [], "labelers.md"),
 ])
-def test_the_results_page_shows_what_report_prints(tmp_path, names, args):
-    """docs/results.md's tables are exactly `acqkit report --markdown` of the committed results."""
+def test_the_results_page_shows_what_report_prints(tmp_path, names, args, page):
+    """The docs' result tables are exactly `acqkit report --markdown` of the committed results."""
     docs = Path(__file__).parent.parent / "docs"
     for name in names:  # report redraws the plots: keep the tree clean
         shutil.copytree(docs / "results" / name, tmp_path / name)
@@ -231,4 +232,4 @@ def test_the_results_page_shows_what_report_prints(tmp_path, names, args):
     table = out.output.split("\nplots:")[0].strip()
     for name in names:
         table = table.replace(str(tmp_path / name), f"docs/results/{name}")
-    assert table in (docs / "results.md").read_text(encoding="utf-8")
+    assert table in (docs / page).read_text(encoding="utf-8")
