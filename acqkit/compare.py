@@ -29,6 +29,11 @@ def slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in text).strip("_") or "run"
 
 
+def run_dir(out: str | Path, cfg) -> Path:
+    """Where one (strategy, seed) of a comparison keeps its files: ``OUT/runs/STRATEGY/seed-N``."""
+    return Path(out) / "runs" / slug(cfg.strategy) / f"seed-{cfg.seed}"
+
+
 def compare(ccfg: CompareConfig, out: str | Path, registry: Registry | None = None,
             on_run_done=None, resume: bool = False, overwrite: bool = False) -> pd.DataFrame:
     """Run the grid; writes ``out/results.csv`` after every finished run and returns it.
@@ -48,8 +53,8 @@ def compare(ccfg: CompareConfig, out: str | Path, registry: Registry | None = No
         session.workdir = out  # the shared warm start's labels go to the comparison's ledger
         frames = []
         for cfg in ccfg.runs():
-            run_dir = out / "runs" / slug(cfg.strategy) / f"seed-{cfg.seed}"
-            frames.append(tracked_run(reg, cfg, run_dir, lambda: run(cfg, session, run_dir, reg, resume=resume)))
+            cell = run_dir(out, cfg)
+            frames.append(tracked_run(reg, cfg, cell, lambda: run(cfg, session, cell, reg, resume=resume)))
             results = pd.concat(frames, ignore_index=True)[RESULT_COLUMNS]
             write_csv(results, out / "results.csv")
             write_parquet(results, out / "results.parquet")

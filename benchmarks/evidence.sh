@@ -27,14 +27,14 @@ if [ "${1:-}" = "--status" ]; then
 import sys
 from pathlib import Path
 import pandas as pd
-from acqkit.compare import slug
+from acqkit.compare import run_dir
 from acqkit.config import load_compare
 out, name = Path(sys.argv[1]), sys.argv[2]
 runs = list(load_compare(out / "config.toml").runs())
 def finished(cfg, rows):  # read only: a running comparison may be writing this directory
     return ((rows["strategy"] == cfg.strategy) & (rows["seed"] == cfg.seed) & (rows["round"] == cfg.rounds)).any()
 def cell(cfg):
-    path = out / "runs" / slug(cfg.strategy) / f"seed-{cfg.seed}" / "results.csv"
+    path = run_dir(out, cfg) / "results.csv"
     return pd.read_csv(path) if path.is_file() else None
 if (out / "runs").is_dir():
     done = [cfg for cfg in runs if (rows := cell(cfg)) is not None and finished(cfg, rows)]
