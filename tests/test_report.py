@@ -168,6 +168,19 @@ def test_several_run_directories_make_one_table_tagged_by_what_differs(tmp_path)
     assert "'steady [schedule=decrease]'" in unknown.output
 
 
+def test_a_title_over_directories_shows_each_differing_warm_start(tmp_path):
+    """Directories that differ in seed_labels: the title lists each count, never a made-up 0."""
+    for n in (12, 48):
+        (tmp_path / str(n)).mkdir()
+        hand_table().to_csv(tmp_path / str(n) / "results.csv", index=False)
+        (tmp_path / str(n) / "config.toml").write_text(
+            f'[base]\ntask = "t"\nmodel = "m"\nbudget = 8\nseed_labels = {n}\n')
+    out = CliRunner().invoke(cli, ["report", str(tmp_path / "12"), str(tmp_path / "48"), "--markdown"])
+    assert out.exit_code == 0, out.output
+    assert "**t on m, budget 8 + 12/48 warm-start labels: final round (1), 3 seeds**" in out.output
+    assert "| steady [seed_labels=48] |" in out.output
+
+
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory):
     out = tmp_path_factory.mktemp("cmp") / "run"

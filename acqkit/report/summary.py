@@ -62,7 +62,8 @@ def load_many(paths: list[str | Path]) -> tuple[pd.DataFrame, dict, list[Path]]:
 
     With more than one, each strategy is tagged with the config fields that tell its directory
     apart (``always-smallest [schedule=decrease]``), or with the directory's path if none do;
-    the returned config keeps only the fields they share. Seeds pair across directories
+    in the returned config a field that differs holds a tuple of the directories' distinct
+    values, so the title can say ``12/48/192 warm-start labels``. Seeds pair across directories
     (``strategy`` and ``seed`` are columns already, so two ``acqkit run`` directories never tag by them).
     """
     loaded = [load_results(p) for p in paths]
@@ -77,6 +78,7 @@ def load_many(paths: list[str | Path]) -> tuple[pd.DataFrame, dict, list[Path]]:
         tag = ", ".join(f"{k}={_value(config.get(k))}" for k in differ) or str(found.parent)
         frames.append(frame.assign(strategy=frame["strategy"].astype(str) + f" [{tag}]"))
     common = {k: v for k, v in configs[0].items() if k not in differ}
+    common.update({k: tuple(dict.fromkeys(_value(c.get(k)) for c in configs)) for k in differ})
     return pd.concat(frames, ignore_index=True), common, files
 
 
@@ -194,11 +196,16 @@ def title(results: pd.DataFrame, config: dict, rounds: str | int) -> str:
     scope = {"final": f"final round ({last})", "all": f"rounds 0-{last}"}.get(rounds, f"round {rounds}")
     head = ""
     if {"task", "model"} <= config.keys():
-        head = f"{config['task']} on {config['model']}"
+        head = f"{_shown(config['task'])} on {_shown(config['model'])}"
         if "budget" in config:
-            head += f", budget {config['budget']} + {config.get('seed_labels', 0)} warm-start labels"
+            head += f", budget {_shown(config['budget'])} + {_shown(config.get('seed_labels', 0))} warm-start labels"
         head += ": "
     return f"{head}{scope}, {results['seed'].nunique()} seeds"
+
+
+def _shown(value) -> str:
+    """A config value for the title; several directories' differing values as ``12/48/192``."""
+    return "/".join(value) if isinstance(value, tuple) else str(value)
 
 
 def _cell(mean: float, ci: float, fmt: str) -> str:
