@@ -181,12 +181,13 @@ def train_config(args) -> TrainConfig:
 def training_padding(examples: list[Example], cfg: TrainConfig) -> tuple[float, float]:
     """Padding in acqkit's training batches: (input positions, computed response-logit positions)."""
     prompts, responses, batches = [], [], []
-    for batch in shard_batches(examples, cfg, 0, 1):
-        start = len(prompts)
-        for e in batch:
-            prompts += [e.prompt, e.prompt]
-            responses += [e.a, e.b]
-        batches.append(list(range(start, len(prompts))))
+    for step in shard_batches(examples, cfg, 0, 1):
+        for batch in step:  # a step's micro-batches are padded each on its own
+            start = len(prompts)
+            for e in batch:
+                prompts += [e.prompt, e.prompt]
+                responses += [e.a, e.b]
+            batches.append(list(range(start, len(prompts))))
     return padding_fraction(prompts, responses, batches)
 
 

@@ -226,6 +226,14 @@ PRECISION = ["--strategies", "random [precision=fp32],random [precision=bf16],sm
              "smallest-margin [precision=bf16]", "--baseline", "random [precision=fp32]"]
 
 
+SEED_SIZES = ["--strategies", "selfee [seed_labels=12],selfee [seed_labels=48],selfee [seed_labels=192]",
+              "--baseline", "selfee [seed_labels=12]"]
+
+
+EQUAL_SPEND = ["--strategies", "always-random [seed_labels=12],selfee [seed_labels=48]",
+               "--baseline", "always-random [seed_labels=12]"]
+
+
 @pytest.mark.parametrize("names, args, page", [
     (["one-round"], [], "results.md"),
     (["one-round-bf16"], [], "results.md"),
@@ -233,6 +241,10 @@ PRECISION = ["--strategies", "random [precision=fp32],random [precision=bf16],sm
     (["three-rounds"], ["--rounds", "all", "--baseline", "always-random"], "results.md"),
     (["three-rounds", "decrease", "increase"], SCHEDULES, "results.md"),
     (["three-rounds", "decrease", "increase"], ["--rounds", "all", *SCHEDULES], "results.md"),
+    (["selfee-seeds-48"], ["--rounds", "all", "--baseline", "always-random"], "results.md"),
+    (["selfee-seeds-192"], ["--rounds", "all", "--baseline", "always-random"], "results.md"),
+    (["three-rounds", "selfee-seeds-48", "selfee-seeds-192"], ["--rounds", "all", *SEED_SIZES], "results.md"),
+    (["three-rounds", "selfee-seeds-48"], EQUAL_SPEND, "results.md"),
     (["judge-smollm2"], [], "labelers.md"),
 ])
 def test_the_results_page_shows_what_report_prints(tmp_path, names, args, page):
