@@ -1,11 +1,12 @@
-"""Every on-demand benchmark still runs, on the tiny model and a few inputs.
+"""The light on-demand benchmarks still run, on the tiny model and a few inputs.
 
 Benchmarks run rarely and by hand, so a change in acqkit's internals can break
 one unnoticed until someone needs its numbers (it happened: ``dpo_vs_trl.py``
 still read ``shard_batches`` as flat batches after they became micro-batches).
-This runs each script end to end at a size that takes seconds. It checks that
-they run and print their result lines, never a speed: targets live in the
-benchmarks themselves.
+This runs four of them end to end at a size that takes seconds (the others load
+SmolLM2 or start several processes by default, so they would lengthen the suite).
+It checks that they run and print their result lines, never a speed: targets
+live in the benchmarks themselves.
 """
 from __future__ import annotations
 
